@@ -1,0 +1,1 @@
+//! `RawRules` → `RuleSet`: every error collected, each with file:line:col.

@@ -1,0 +1,592 @@
+//! The compiled, immutable rule set that every request is decided against.
+//!
+//! Names from the rule files are resolved to small integer ids once, at
+//! compile time, so the hot path compares integers and does one hash lookup
+//! per table it touches. Nothing here reads a file or a clock.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use time::Date;
+
+/// An ISO 3166-1 alpha-2 country code, upper case ASCII.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Country(pub [u8; 2]);
+
+impl Country {
+    /// Parses a two-letter code; lower case is accepted and folded.
+    pub fn parse(s: &str) -> Option<Country> {
+        let b = s.as_bytes();
+        if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        Some(Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Both bytes are ASCII letters by construction.
+        std::str::from_utf8(&self.0).unwrap_or("??")
+    }
+
+    fn index(self) -> u16 {
+        (self.0[0] - b'A') as u16 * 26 + (self.0[1] - b'A') as u16
+    }
+}
+
+impl fmt::Debug for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A jurisdiction. Ids below `OWN_COUNTRY` index `RuleSet::jurisdictions`
+/// (declared ones, and undeclared countries that a rule names). A country
+/// that no rule names is its own jurisdiction, encoded as
+/// `OWN_COUNTRY | country index`, so it needs no allocation and can equal
+/// nothing a rule mentions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Jurisdiction(pub u16);
+
+const OWN_COUNTRY: u16 = 0x8000;
+
+/// Every two-letter code, so an unnamed country's jurisdiction can be shown
+/// as a `&str` without allocating.
+static ALL_CODES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut s = String::with_capacity(26 * 26 * 2);
+    for a in b'A'..=b'Z' {
+        for b in b'A'..=b'Z' {
+            s.push(a as char);
+            s.push(b as char);
+        }
+    }
+    s
+});
+
+impl Jurisdiction {
+    pub fn own_country(c: Country) -> Jurisdiction {
+        Jurisdiction(OWN_COUNTRY | c.index())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RegionId(pub u16);
+/// Ordered by rank: a higher id is a stricter category, so `max` picks the
+/// strictest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct CategoryId(pub u16);
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct TenantId(pub u32);
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct BucketId(pub u32);
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct BasisId(pub u32);
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PeerId(pub u16);
+
+#[derive(Clone, Debug)]
+pub struct JurisdictionDef {
+    pub id: Box<str>,
+    pub countries: Vec<Country>,
+    /// `export = "free"`: transfers out of it need no basis.
+    pub export_free: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Region {
+    pub id: Box<str>,
+    pub jurisdiction: Jurisdiction,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CrossBorder {
+    Free,
+    Basis,
+    Never,
+}
+
+impl CrossBorder {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrossBorder::Free => "free",
+            CrossBorder::Basis => "basis",
+            CrossBorder::Never => "never",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Category {
+    pub id: Box<str>,
+    pub rank: i64,
+    pub cross_border: CrossBorder,
+}
+
+/// A tenant's (or the instance's) enforcement mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Enforce,
+    /// Denials are let through and flagged until this date (inclusive).
+    Monitor { until: Date },
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor { .. } => "monitor",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: Box<str>,
+    pub home_regions: Vec<RegionId>,
+    pub default_category: CategoryId,
+    /// `None`: the instance's `mode` applies.
+    pub mode: Option<Mode>,
+}
+
+/// Classify rules of one bucket. Longest-prefix lookup probes a hash map
+/// once per distinct prefix length, longest first: the number of distinct
+/// lengths is small, whatever the number of rules.
+#[derive(Clone, Debug, Default)]
+pub struct ClassifyIndex {
+    by_prefix: HashMap<Box<str>, CategoryId>,
+    /// Distinct prefix lengths in bytes, longest first.
+    lengths: Vec<usize>,
+}
+
+impl ClassifyIndex {
+    pub fn new(rules: impl IntoIterator<Item = (Box<str>, CategoryId)>) -> ClassifyIndex {
+        let by_prefix: HashMap<Box<str>, CategoryId> = rules.into_iter().collect();
+        let mut lengths: Vec<usize> = by_prefix.keys().map(|p| p.len()).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        ClassifyIndex { by_prefix, lengths }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_prefix.is_empty()
+    }
+
+    /// The rule with the longest prefix of `key`.
+    pub fn longest(&self, key: &str) -> Option<(&str, CategoryId)> {
+        for &len in &self.lengths {
+            if len > key.len() || !key.is_char_boundary(len) {
+                continue;
+            }
+            if let Some((p, c)) = self.by_prefix.get_key_value(&key[..len]) {
+                return Some((p, *c));
+            }
+        }
+        None
+    }
+
+    /// The strictest rule whose prefix overlaps a listing of `prefix`: the
+    /// listing may return keys under any such rule. Lists are rarer than
+    /// object reads, and this walks only one bucket's rules.
+    pub fn strictest_overlapping(&self, prefix: &str) -> Option<(&str, CategoryId)> {
+        self.by_prefix
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(&***p))
+            .map(|(p, c)| (&**p, *c))
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_prefix.len()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    pub name: Box<str>,
+    pub tenant: TenantId,
+    /// `None`: the bucket lies in the instance's region.
+    pub region: Option<RegionId>,
+    pub category: Option<CategoryId>,
+    /// Resolved: the declared `max_category`, else `category`, else the
+    /// strictest category that exists.
+    pub max_category: CategoryId,
+    pub classify: ClassifyIndex,
+}
+
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub cidr: IpNet,
+    pub region: RegionId,
+}
+
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub id: Box<str>,
+    pub region: RegionId,
+    pub cert_sha256: Option<[u8; 32]>,
+    pub san: Option<Box<str>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum BasisKind {
+    Adequacy,
+    Scc,
+    Bcr,
+    Dpa,
+    Consent,
+    PiplStandardContract,
+    PiplSecurityAssessment,
+    PiplCertification,
+    Derogation,
+}
+
+impl BasisKind {
+    pub const ALL: [BasisKind; 9] = [
+        BasisKind::Adequacy,
+        BasisKind::Scc,
+        BasisKind::Bcr,
+        BasisKind::Dpa,
+        BasisKind::Consent,
+        BasisKind::PiplStandardContract,
+        BasisKind::PiplSecurityAssessment,
+        BasisKind::PiplCertification,
+        BasisKind::Derogation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BasisKind::Adequacy => "adequacy",
+            BasisKind::Scc => "scc",
+            BasisKind::Bcr => "bcr",
+            BasisKind::Dpa => "dpa",
+            BasisKind::Consent => "consent",
+            BasisKind::PiplStandardContract => "pipl-standard-contract",
+            BasisKind::PiplSecurityAssessment => "pipl-security-assessment",
+            BasisKind::PiplCertification => "pipl-certification",
+            BasisKind::Derogation => "derogation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<BasisKind> {
+        BasisKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// DESIGN §3 step 10: adequacy, then contracts and certifications, then
+    /// DPA, then consent, then derogations. Lower is preferred.
+    pub fn preference(self) -> u8 {
+        match self {
+            BasisKind::Adequacy => 0,
+            BasisKind::Scc
+            | BasisKind::Bcr
+            | BasisKind::PiplStandardContract
+            | BasisKind::PiplSecurityAssessment
+            | BasisKind::PiplCertification => 1,
+            BasisKind::Dpa => 2,
+            BasisKind::Consent => 3,
+            BasisKind::Derogation => 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Basis {
+    pub id: Box<str>,
+    /// `None` is `tenant = "*"` (adequacy records only).
+    pub tenant: Option<TenantId>,
+    pub kind: BasisKind,
+    pub from: Jurisdiction,
+    pub to: Vec<Jurisdiction>,
+    /// `None` is `categories = ["*"]`.
+    pub categories: Option<Vec<CategoryId>>,
+    pub recipient: Option<Box<str>>,
+    pub scope: Option<Box<str>>,
+    pub valid_from: Date,
+    pub valid_until: Date,
+    pub revoked_on: Option<Date>,
+    pub evidence: Option<Box<str>>,
+}
+
+/// Why a basis does not apply on a given date, or `None` when it does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Validity {
+    Valid,
+    NotYetValid,
+    Expired,
+    Revoked,
+}
+
+impl Basis {
+    pub fn validity(&self, today: Date) -> Validity {
+        if self.revoked_on.is_some_and(|r| today >= r) {
+            Validity::Revoked
+        } else if today < self.valid_from {
+            Validity::NotYetValid
+        } else if today > self.valid_until {
+            Validity::Expired
+        } else {
+            Validity::Valid
+        }
+    }
+
+    pub fn covers_category(&self, c: CategoryId) -> bool {
+        self.categories.as_ref().is_none_or(|cs| cs.contains(&c))
+    }
+
+    /// Names `c` itself, not through `*` (what lets a PIPL security
+    /// assessment open a `never` category).
+    pub fn names_category(&self, c: CategoryId) -> bool {
+        self.categories.as_ref().is_some_and(|cs| cs.contains(&c))
+    }
+}
+
+/// Where a rule came from, for messages that point a rule author at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: std::path::PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// The tables of a rule set, ids already resolved. `compile` validates and
+/// builds one; `RuleSet::new` indexes it.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    pub jurisdictions: Vec<JurisdictionDef>,
+    /// Countries named by a rule but listed in no declared jurisdiction: each
+    /// is its own jurisdiction, appended after the declared ones.
+    pub own_countries: Vec<Country>,
+    pub regions: Vec<Region>,
+    /// Sorted by rank, ascending.
+    pub categories: Vec<Category>,
+    pub tenants: Vec<Tenant>,
+    pub buckets: Vec<Bucket>,
+    pub networks: Vec<Network>,
+    pub peers: Vec<Peer>,
+    pub bases: Vec<Basis>,
+}
+
+/// The immutable, indexed rule set.
+#[derive(Debug)]
+pub struct RuleSet {
+    pub tables: Tables,
+    /// Hex SHA-256 over the rule files' names and bytes.
+    pub version: String,
+    /// Names of all jurisdictions, declared then own-country ones.
+    jurisdiction_names: Vec<Box<str>>,
+    export_free: Vec<bool>,
+    by_country: HashMap<Country, Jurisdiction>,
+    region_by_id: HashMap<Box<str>, RegionId>,
+    category_by_id: HashMap<Box<str>, CategoryId>,
+    tenant_by_id: HashMap<Box<str>, TenantId>,
+    bucket_by_name: HashMap<Box<str>, BucketId>,
+    peer_by_id: HashMap<Box<str>, PeerId>,
+    peer_by_fingerprint: HashMap<[u8; 32], PeerId>,
+    peer_by_san: HashMap<Box<str>, PeerId>,
+    /// Sorted by network address; ranges do not overlap (compile checks).
+    networks_v4: Vec<(ipnet::Ipv4Net, RegionId)>,
+    networks_v6: Vec<(ipnet::Ipv6Net, RegionId)>,
+    /// (tenant or `*`, from, to) → bases, in order of preference (kind,
+    /// latest `valid_until`, id), expired ones included so explain can say
+    /// why each was passed over.
+    bases_by_route: HashMap<(Option<TenantId>, Jurisdiction, Jurisdiction), Vec<BasisId>>,
+}
+
+impl RuleSet {
+    pub fn new(tables: Tables, version: String) -> RuleSet {
+        let mut jurisdiction_names: Vec<Box<str>> = Vec::new();
+        let mut export_free = Vec::new();
+        let mut by_country = HashMap::new();
+        for (i, j) in tables.jurisdictions.iter().enumerate() {
+            jurisdiction_names.push(j.id.clone());
+            export_free.push(j.export_free);
+            for c in &j.countries {
+                by_country.insert(*c, Jurisdiction(i as u16));
+            }
+        }
+        for c in &tables.own_countries {
+            by_country.insert(*c, Jurisdiction(jurisdiction_names.len() as u16));
+            jurisdiction_names.push(c.as_str().into());
+            export_free.push(false);
+        }
+        let region_by_id = index(&tables.regions, |r| &r.id, |i| RegionId(i as u16));
+        let category_by_id = index(&tables.categories, |c| &c.id, |i| CategoryId(i as u16));
+        let tenant_by_id = index(&tables.tenants, |t| &t.id, |i| TenantId(i as u32));
+        let bucket_by_name = index(&tables.buckets, |b| &b.name, |i| BucketId(i as u32));
+        let peer_by_id = index(&tables.peers, |p| &p.id, |i| PeerId(i as u16));
+        let mut peer_by_fingerprint = HashMap::new();
+        let mut peer_by_san = HashMap::new();
+        for (i, p) in tables.peers.iter().enumerate() {
+            if let Some(fp) = p.cert_sha256 {
+                peer_by_fingerprint.insert(fp, PeerId(i as u16));
+            }
+            if let Some(san) = &p.san {
+                peer_by_san.insert(san.clone(), PeerId(i as u16));
+            }
+        }
+        let mut networks_v4 = Vec::new();
+        let mut networks_v6 = Vec::new();
+        for n in &tables.networks {
+            match n.cidr {
+                IpNet::V4(net) => networks_v4.push((net.trunc(), n.region)),
+                IpNet::V6(net) => networks_v6.push((net.trunc(), n.region)),
+            }
+        }
+        networks_v4.sort_by_key(|(n, _)| n.network());
+        networks_v6.sort_by_key(|(n, _)| n.network());
+
+        let mut bases_by_route: HashMap<_, Vec<BasisId>> = HashMap::new();
+        for (i, b) in tables.bases.iter().enumerate() {
+            for to in &b.to {
+                bases_by_route
+                    .entry((b.tenant, b.from, *to))
+                    .or_default()
+                    .push(BasisId(i as u32));
+            }
+        }
+        for ids in bases_by_route.values_mut() {
+            ids.sort_by(|a, b| {
+                let (a, b) = (&tables.bases[a.0 as usize], &tables.bases[b.0 as usize]);
+                a.kind
+                    .preference()
+                    .cmp(&b.kind.preference())
+                    .then_with(|| b.valid_until.cmp(&a.valid_until))
+                    .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+            });
+        }
+
+        RuleSet {
+            tables,
+            version,
+            jurisdiction_names,
+            export_free,
+            by_country,
+            region_by_id,
+            category_by_id,
+            tenant_by_id,
+            bucket_by_name,
+            peer_by_id,
+            peer_by_fingerprint,
+            peer_by_san,
+            networks_v4,
+            networks_v6,
+            bases_by_route,
+        }
+    }
+
+    pub fn jurisdiction_of(&self, c: Country) -> Jurisdiction {
+        self.by_country
+            .get(&c)
+            .copied()
+            .unwrap_or_else(|| Jurisdiction::own_country(c))
+    }
+
+    pub fn jurisdiction_name(&self, j: Jurisdiction) -> &str {
+        if j.0 & OWN_COUNTRY != 0 {
+            let i = (j.0 & !OWN_COUNTRY) as usize * 2;
+            &ALL_CODES[i..i + 2]
+        } else {
+            &self.jurisdiction_names[j.0 as usize]
+        }
+    }
+
+    /// A jurisdiction by name: declared, or a country code (its own
+    /// jurisdiction unless a declared one lists it).
+    pub fn jurisdiction_by_name(&self, name: &str) -> Option<Jurisdiction> {
+        if let Some(i) = self.jurisdiction_names.iter().position(|n| &**n == name) {
+            return Some(Jurisdiction(i as u16));
+        }
+        Country::parse(name)
+            .filter(|c| c.as_str() == name)
+            .map(|c| self.jurisdiction_of(c))
+    }
+
+    pub fn export_free(&self, j: Jurisdiction) -> bool {
+        j.0 & OWN_COUNTRY == 0 && self.export_free[j.0 as usize]
+    }
+
+    pub fn region(&self, id: RegionId) -> &Region {
+        &self.tables.regions[id.0 as usize]
+    }
+    pub fn region_by_id(&self, id: &str) -> Option<RegionId> {
+        self.region_by_id.get(id).copied()
+    }
+    pub fn category(&self, id: CategoryId) -> &Category {
+        &self.tables.categories[id.0 as usize]
+    }
+    pub fn category_by_id(&self, id: &str) -> Option<CategoryId> {
+        self.category_by_id.get(id).copied()
+    }
+    /// The strictest category that exists (what an unknown stored category
+    /// counts as).
+    pub fn strictest_category(&self) -> CategoryId {
+        CategoryId(self.tables.categories.len().saturating_sub(1) as u16)
+    }
+    pub fn tenant(&self, id: TenantId) -> &Tenant {
+        &self.tables.tenants[id.0 as usize]
+    }
+    pub fn tenant_by_id(&self, id: &str) -> Option<TenantId> {
+        self.tenant_by_id.get(id).copied()
+    }
+    pub fn bucket(&self, id: BucketId) -> &Bucket {
+        &self.tables.buckets[id.0 as usize]
+    }
+    pub fn bucket_by_name(&self, name: &str) -> Option<BucketId> {
+        self.bucket_by_name.get(name).copied()
+    }
+    pub fn basis(&self, id: BasisId) -> &Basis {
+        &self.tables.bases[id.0 as usize]
+    }
+    pub fn peer(&self, id: PeerId) -> &Peer {
+        &self.tables.peers[id.0 as usize]
+    }
+    pub fn peer_by_id(&self, id: &str) -> Option<PeerId> {
+        self.peer_by_id.get(id).copied()
+    }
+    pub fn peer_by_fingerprint(&self, sha256: &[u8; 32]) -> Option<PeerId> {
+        self.peer_by_fingerprint.get(sha256).copied()
+    }
+    pub fn peer_by_san(&self, san: &str) -> Option<PeerId> {
+        self.peer_by_san.get(san).copied()
+    }
+
+    /// The `[[network]]` range holding `ip`, if any. IPv4-mapped IPv6
+    /// addresses are looked up as IPv4.
+    pub fn network_region(&self, ip: IpAddr) -> Option<RegionId> {
+        match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let i = self.networks_v4.partition_point(|(n, _)| n.network() <= a);
+                let (net, r) = self.networks_v4.get(i.checked_sub(1)?)?;
+                net.contains(&a).then_some(*r)
+            }
+            IpAddr::V6(a) => {
+                let i = self.networks_v6.partition_point(|(n, _)| n.network() <= a);
+                let (net, r) = self.networks_v6.get(i.checked_sub(1)?)?;
+                net.contains(&a).then_some(*r)
+            }
+        }
+    }
+
+    /// Bases for (tenant or `*`, from, to) in order of preference.
+    pub fn bases_for(&self, tenant: Option<TenantId>, from: Jurisdiction, to: Jurisdiction) -> &[BasisId] {
+        self.bases_by_route
+            .get(&(tenant, from, to))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+fn index<T, I: Copy>(items: &[T], name: impl Fn(&T) -> &Box<str>, id: impl Fn(usize) -> I) -> HashMap<Box<str>, I> {
+    items.iter().enumerate().map(|(i, t)| (name(t).clone(), id(i))).collect()
+}

@@ -1,0 +1,1 @@
+//! Rule files as serde reads them, spans kept for messages.

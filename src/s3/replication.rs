@@ -1,0 +1,2 @@
+//! Buckets named inside configuration writes (replication, inventory,
+//! logging, analytics).
