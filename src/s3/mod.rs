@@ -3,8 +3,12 @@
 //! the XML errors clients parse. Nothing else in Gatekeeper parses S3.
 
 pub mod error;
+pub mod post;
 pub mod replication;
 pub mod request;
+
+#[cfg(test)]
+mod tests;
 
 pub use error::S3Error;
 pub use request::{classify, Hosts};
