@@ -3,6 +3,10 @@
 //! no clock: "today" is one of the facts.
 
 pub mod decide;
+#[cfg(test)]
+mod testkit;
+#[cfg(test)]
+mod tests;
 
 pub use decide::decide;
 
