@@ -22,7 +22,10 @@ impl Country {
         if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
-        Some(Country([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]))
+        Some(Country([
+            b[0].to_ascii_uppercase(),
+            b[1].to_ascii_uppercase(),
+        ]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -134,7 +137,9 @@ pub struct Category {
 pub enum Mode {
     Enforce,
     /// Denials are let through and flagged until this date (inclusive).
-    Monitor { until: Date },
+    Monitor {
+        until: Date,
+    },
 }
 
 impl Mode {
@@ -580,13 +585,26 @@ impl RuleSet {
     }
 
     /// Bases for (tenant or `*`, from, to) in order of preference.
-    pub fn bases_for(&self, tenant: Option<TenantId>, from: Jurisdiction, to: Jurisdiction) -> &[BasisId] {
+    pub fn bases_for(
+        &self,
+        tenant: Option<TenantId>,
+        from: Jurisdiction,
+        to: Jurisdiction,
+    ) -> &[BasisId] {
         self.bases_by_route
             .get(&(tenant, from, to))
             .map_or(&[], Vec::as_slice)
     }
 }
 
-fn index<T, I: Copy>(items: &[T], name: impl Fn(&T) -> &Box<str>, id: impl Fn(usize) -> I) -> HashMap<Box<str>, I> {
-    items.iter().enumerate().map(|(i, t)| (name(t).clone(), id(i))).collect()
+fn index<T, I: Copy>(
+    items: &[T],
+    name: impl Fn(&T) -> &Box<str>,
+    id: impl Fn(usize) -> I,
+) -> HashMap<Box<str>, I> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (name(t).clone(), id(i)))
+        .collect()
 }
