@@ -3,7 +3,16 @@
 
 pub mod geoip;
 
-use crate::rules::model::{Country, Jurisdiction, PeerId, RegionId};
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::HeaderMap;
+use ipnet::IpNet;
+
+use crate::rules::model::{Country, Jurisdiction, PeerId, RegionId, RuleSet};
+use geoip::GeoIp;
 
 /// How a location was found; `Bucket` and `Instance` are the storage side of
 /// a transfer (a bucket's own region, or the instance's region for a bucket
@@ -47,4 +56,93 @@ impl Location {
         via: None,
         peer: None,
     };
+}
+
+/// The client's address: the TCP peer, or — only when the TCP peer is a
+/// trusted proxy — the right-most `X-Forwarded-For` entry that is not a
+/// trusted proxy. All `X-Forwarded-For` lines count, joined in order, as
+/// RFC 9110 joins repeated list headers.
+///
+/// Entries are read right to left because each trusted proxy appends the
+/// address it received the connection from; everything left of the first
+/// untrusted entry was written by someone unaccountable and proves nothing.
+///
+/// A malformed entry (not an IP address, with or without a port; empty; not
+/// UTF-8) stops the walk, and the last trusted hop is the answer. The entry
+/// was written or passed on by that trusted proxy, so the client behind it
+/// is unknowable; walking past it to an entry further left would let a
+/// client pick its own location by sending garbage after a forged address.
+/// The proxy's own address is the one thing known for sure, and it usually
+/// locates nowhere a restricted transfer is allowed to, which fails closed.
+///
+/// IPv4-mapped IPv6 addresses are normalised to IPv4 throughout, so they
+/// match IPv4 proxy ranges, networks and GeoIP entries.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    let mut hop = peer.to_canonical();
+    if !trusted(&hop) {
+        return hop;
+    }
+    for line in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(line) = line.to_str() else { return hop };
+        for entry in line.rsplit(',') {
+            let Some(ip) = forwarded_entry(entry) else {
+                return hop;
+            };
+            hop = ip;
+            if !trusted(&hop) {
+                return hop;
+            }
+        }
+    }
+    hop
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port as
+/// some load balancers write it (`203.0.113.7:5123`, `[2001:db8::1]:443`).
+fn forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|sa| sa.ip()))
+        .ok()?;
+    Some(ip.to_canonical())
+}
+
+/// Where the requester is (DESIGN §2 phase 2): an authenticated mTLS peer
+/// is where its rule says; otherwise a `[[network]]` range, which operators
+/// declare because they know better than GeoIP; otherwise the GeoIP
+/// country; otherwise unknown.
+pub fn locate(rules: &RuleSet, geoip: &GeoIp, peer: Option<PeerId>, ip: IpAddr) -> Location {
+    if let Some(peer) = peer {
+        return Location {
+            peer: Some(peer),
+            ..in_region(rules, rules.peer(peer).region, Via::Peer)
+        };
+    }
+    if let Some(region) = rules.network_region(ip) {
+        return in_region(rules, region, Via::Network);
+    }
+    match geoip.lookup(ip) {
+        Some(country) => Location {
+            region: None,
+            country: Some(country),
+            jurisdiction: Some(rules.jurisdiction_of(country)),
+            via: Some(Via::Geoip),
+            peer: None,
+        },
+        None => Location::UNKNOWN,
+    }
+}
+
+/// A location known by its region; the region's country is not recorded
+/// because a region belongs to a jurisdiction, not necessarily one country.
+fn in_region(rules: &RuleSet, region: RegionId, via: Via) -> Location {
+    Location {
+        region: Some(region),
+        country: None,
+        jurisdiction: Some(rules.region(region).jurisdiction),
+        via: Some(via),
+        peer: None,
+    }
 }

@@ -1,0 +1,334 @@
+//! The hash chain: how a record becomes a line, how a line is checked, and
+//! how a whole log is verified. The rules are in the `audit` module
+//! documentation; this is their one implementation.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::record::{timestamp, Record};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What follows the canonical bytes' closing brace: `,"hash":"` + 64 hex
+/// digits + `"}`.
+const HASH_MEMBER: &[u8] = b",\"hash\":\"";
+const SUFFIX_LEN: usize = HASH_MEMBER.len() + 64 + 2;
+
+/// A record serialized with `seq` 0 and an empty `prev`, waiting for its
+/// place in the chain. Callers serialize in their own tasks, in parallel,
+/// so that the one writer only splices in `seq` and `prev` and hashes.
+pub(crate) struct Unchained {
+    json: Vec<u8>,
+    /// Where the `0` of `seq` is.
+    seq_at: usize,
+}
+
+const SEQ_KEY: &[u8] = b",\"seq\":";
+/// How every record's JSON ends before chaining: `prev` is its last member.
+const EMPTY_PREV: &[u8] = b",\"prev\":\"\"}";
+
+impl Unchained {
+    /// Fills in the writer's fields that do not depend on the record's
+    /// place in the chain: `instance`, and `ts` when the caller left it
+    /// empty (the time of this call). `hash` is never part of the
+    /// canonical bytes.
+    pub(crate) fn new(mut rec: Record, instance: &str) -> Unchained {
+        let fields = rec.chain_fields();
+        *fields.seq = 0;
+        if fields.ts.is_empty() {
+            *fields.ts = timestamp(OffsetDateTime::now_utc());
+        }
+        instance.clone_into(fields.instance);
+        fields.prev.clear();
+        fields.hash.clear();
+        // Serializing these plain structs into memory cannot fail: there is
+        // no I/O and no map with non-string keys.
+        let json = serde_json::to_vec(&rec).expect("audit records serialize to JSON");
+        // `seq` follows `event`, whose value is a fixed word, so the first
+        // `,"seq":` is the member.
+        let seq_at = json
+            .windows(SEQ_KEY.len())
+            .position(|w| w == SEQ_KEY)
+            .expect("every record has a seq")
+            + SEQ_KEY.len();
+        debug_assert!(json[seq_at] == b'0' && json.ends_with(EMPTY_PREV));
+        Unchained { json, seq_at }
+    }
+
+    /// Appends the line of this record as number `seq` after `prev`,
+    /// newline included, and returns its hash as hex digits.
+    pub(crate) fn append_line(&self, out: &mut Vec<u8>, seq: u64, prev: &str) -> [u8; 64] {
+        let start = out.len();
+        out.extend_from_slice(&self.json[..self.seq_at]);
+        write!(out, "{seq}").expect("formatting into a Vec cannot fail");
+        // Up to and including `"prev":"`.
+        out.extend_from_slice(&self.json[self.seq_at + 1..self.json.len() - 2]);
+        out.extend_from_slice(prev.as_bytes());
+        out.extend_from_slice(b"\"}");
+        let digest = Sha256::new()
+            .chain_update(prev)
+            .chain_update(&out[start..])
+            .finalize();
+        let mut hash = [0; 64];
+        hex::encode_to_slice(digest, &mut hash).expect("64 hex digits hold 32 bytes");
+        out.pop();
+        out.extend_from_slice(HASH_MEMBER);
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(b"\"}\n");
+        hash
+    }
+}
+
+/// A record line whose hash matches its own `prev` and canonical bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub seq: u64,
+    pub prev: String,
+    pub hash: String,
+}
+
+#[derive(Deserialize)]
+struct LinkFields<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    prev: Cow<'a, str>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LineError {
+    /// Not a record line at all (torn, garbage, or a JSON object without
+    /// the fields every record has).
+    Malformed(String),
+    /// A well-formed record whose hash is not that of its bytes: it was
+    /// altered after it was written.
+    HashMismatch { seq: u64 },
+}
+
+/// Checks one line (without its newline) on its own: its shape, and that
+/// its hash is SHA-256 over its `prev` and canonical bytes.
+pub(crate) fn check_line(line: &[u8]) -> Result<Link, LineError> {
+    let malformed = |why: &str| LineError::Malformed(why.to_owned());
+    let n = line.len();
+    if n < SUFFIX_LEN + 2
+        || !line.ends_with(b"\"}")
+        || &line[n - SUFFIX_LEN..n - SUFFIX_LEN + HASH_MEMBER.len()] != HASH_MEMBER
+    {
+        return Err(malformed("does not end with a \"hash\" member"));
+    }
+    let hash = &line[n - 66..n - 2];
+    if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(malformed("hash is not 64 lowercase hex digits"));
+    }
+    let fields: LinkFields = serde_json::from_slice(line)
+        .map_err(|e| LineError::Malformed(format!("not a record: {e}")))?;
+    let computed = Sha256::new()
+        .chain_update(fields.prev.as_bytes())
+        .chain_update(&line[..n - SUFFIX_LEN])
+        .chain_update(b"}")
+        .finalize();
+    let mut computed_hex = [0; 64];
+    hex::encode_to_slice(computed, &mut computed_hex).expect("64 hex digits hold 32 bytes");
+    if computed_hex != hash {
+        return Err(LineError::HashMismatch { seq: fields.seq });
+    }
+    Ok(Link {
+        seq: fields.seq,
+        prev: fields.prev.into_owned(),
+        // Checked above to be ASCII hex.
+        hash: String::from_utf8_lossy(hash).into_owned(),
+    })
+}
+
+/// `segment-<first seq, 20 digits>.jsonl`: the name sorts as the number.
+pub(crate) fn segment_name(first_seq: u64) -> String {
+    format!("segment-{first_seq:020}.jsonl")
+}
+
+/// The segments in `dir`, oldest first, with the first seq their names give.
+pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let seq = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("segment-")?.strip_suffix(".jsonl"))
+            .filter(|digits| digits.len() == 20)
+            .and_then(|digits| digits.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            found.push((seq, entry.path()));
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifySummary {
+    pub segments: usize,
+    pub records: u64,
+    /// The last record's seq and hash: what a later check of a longer log
+    /// must find unchanged.
+    pub last_seq: Option<u64>,
+    pub last_hash: String,
+}
+
+/// The first place where the log is not what the writer wrote.
+#[derive(Debug)]
+pub struct VerifyError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is the file itself.
+    pub line: u64,
+    /// The seq the record claims, where it could be read.
+    pub seq: Option<u64>,
+    pub problem: Problem,
+}
+
+#[derive(Debug)]
+pub enum Problem {
+    Io(io::Error),
+    Malformed(String),
+    /// The record's bytes were altered after it was written.
+    HashMismatch,
+    /// The record does not follow the one before it: one was deleted,
+    /// inserted or reordered.
+    BrokenLink {
+        expected_prev: String,
+        found_prev: String,
+    },
+    SeqGap {
+        expected: u64,
+    },
+    /// A segment's name does not give its first record's seq.
+    SegmentName {
+        first_seq: u64,
+    },
+    /// The last line has no newline: a torn write the writer has not yet
+    /// recovered from.
+    TornTail,
+    /// A segment other than the newest is empty.
+    EmptySegment,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Io(e) => write!(f, "cannot read: {e}"),
+            Problem::Malformed(why) => write!(f, "malformed record: {why}"),
+            Problem::HashMismatch => f.write_str("hash does not match the record: it was altered"),
+            Problem::BrokenLink {
+                expected_prev,
+                found_prev,
+            } => write!(
+                f,
+                "prev is {found_prev}, expected {expected_prev}: a record was deleted, inserted or reordered"
+            ),
+            Problem::SeqGap { expected } => write!(f, "seq out of order, expected {expected}"),
+            Problem::SegmentName { first_seq } => {
+                write!(f, "segment name does not match its first record (seq {first_seq})")
+            }
+            Problem::TornTail => f.write_str("last line is incomplete (torn write)"),
+            Problem::EmptySegment => f.write_str("empty segment before the newest"),
+        }
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " (seq {seq})")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Recomputes every hash and link of the log in `dir`, across segments,
+/// from the genesis record on, and names the first record that breaks the
+/// chain.
+pub fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
+    let at = |file: &Path, line: u64, seq: Option<u64>, problem: Problem| VerifyError {
+        file: file.to_owned(),
+        line,
+        seq,
+        problem,
+    };
+    let segs = segments(dir).map_err(|e| at(dir, 0, None, Problem::Io(e)))?;
+    let mut summary = VerifySummary {
+        segments: segs.len(),
+        records: 0,
+        last_seq: None,
+        last_hash: GENESIS.to_owned(),
+    };
+    let mut line = Vec::new();
+    for (i, (first_seq, path)) in segs.iter().enumerate() {
+        let file = File::open(path).map_err(|e| at(path, 0, None, Problem::Io(e)))?;
+        let mut reader = BufReader::new(file);
+        let mut n = 0;
+        loop {
+            line.clear();
+            let read = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| at(path, n + 1, None, Problem::Io(e)))?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            if line.pop() != Some(b'\n') {
+                return Err(at(path, n, None, Problem::TornTail));
+            }
+            let link = check_line(&line).map_err(|e| match e {
+                LineError::Malformed(why) => at(path, n, None, Problem::Malformed(why)),
+                LineError::HashMismatch { seq } => at(path, n, Some(seq), Problem::HashMismatch),
+            })?;
+            let expected_seq = summary.last_seq.map_or(1, |s| s + 1);
+            if link.seq != expected_seq {
+                return Err(at(
+                    path,
+                    n,
+                    Some(link.seq),
+                    Problem::SeqGap {
+                        expected: expected_seq,
+                    },
+                ));
+            }
+            if link.prev != summary.last_hash {
+                let problem = Problem::BrokenLink {
+                    expected_prev: std::mem::take(&mut summary.last_hash),
+                    found_prev: link.prev,
+                };
+                return Err(at(path, n, Some(link.seq), problem));
+            }
+            if n == 1 && link.seq != *first_seq {
+                return Err(at(
+                    path,
+                    0,
+                    Some(link.seq),
+                    Problem::SegmentName {
+                        first_seq: link.seq,
+                    },
+                ));
+            }
+            summary.records += 1;
+            summary.last_seq = Some(link.seq);
+            summary.last_hash = link.hash;
+        }
+        if n == 0 && i + 1 < segs.len() {
+            return Err(at(path, 0, None, Problem::EmptySegment));
+        }
+    }
+    Ok(summary)
+}

@@ -1,0 +1,242 @@
+//! The records of the audit trail (DESIGN §6) and the privacy helpers that
+//! fill some of their fields.
+//!
+//! Plain owned types only: the policy and proxy modules map their decisions
+//! into these, so the log format does not move when their internals do.
+//! Every field is always written; an absent value is `null`. Field order is
+//! declaration order, and it is part of the canonical form (see the module
+//! documentation of `audit`).
+
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+/// One line of the log. The variant is written first, as `event`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Record {
+    /// Boxed: four times the size of the others, and tools that read the
+    /// log hold many records.
+    Decision(Box<DecisionRecord>),
+    Completion(CompletionRecord),
+    Recovery(RecoveryRecord),
+}
+
+/// Written before anything is forwarded. The audit handle fills `seq`,
+/// `instance`, `prev` and `hash`, and `ts` when it is left empty (with the
+/// time the record is handed to it).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecisionRecord {
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds: see [`timestamp`].
+    pub ts: String,
+    pub instance: String,
+    pub request_id: String,
+    /// `null` for a bucket that no tenant owns.
+    pub tenant: Option<String>,
+    pub op: String,
+    /// `egress`, `ingress`, `copy`, `replication` or `control`.
+    pub direction: String,
+    pub bucket: Option<String>,
+    /// The object key, or its keyed hash (see [`hash_key`]).
+    pub key: Option<String>,
+    /// A copy's source.
+    pub source: Option<SourceEntry>,
+    /// Buckets a replication (or other configuration write) names.
+    pub destinations: Option<Vec<DestinationEntry>>,
+    pub category: Option<String>,
+    /// `classify`, `bucket`, `tenant_default`, `declared`, `stored` or
+    /// `max_category`.
+    pub category_source: Option<String>,
+    pub from: Option<Endpoint>,
+    pub to: Option<Endpoint>,
+    /// As `audit.client_ip` says: see [`minimize_ip`].
+    pub client_ip: Option<String>,
+    /// `allow`, `deny` or `monitor-deny`.
+    pub decision: String,
+    pub reason: String,
+    pub basis: Option<String>,
+    pub basis_kind: Option<String>,
+    /// The tenant's mode, `enforce` or `monitor`.
+    pub mode: Option<String>,
+    /// The HTTP status of a denial.
+    pub status: Option<u16>,
+    pub rules_version: String,
+    /// The GeoIP database's build epoch.
+    pub geoip_build: Option<u64>,
+    pub prev: String,
+    /// Never part of the canonical form: empty until the writer sets it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// Written when a forwarded request ends (same `request_id`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompletionRecord {
+    pub seq: u64,
+    pub ts: String,
+    pub instance: String,
+    pub request_id: String,
+    /// `complete`, `client_aborted`, `upstream_error` or `recheck_denied`.
+    pub outcome: String,
+    pub status: u16,
+    /// Decoded body bytes.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    /// After the recheck (DESIGN §2 phase 6).
+    pub category: Option<String>,
+    pub prev: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+/// Written by the writer itself after it cut a torn tail off the log at
+/// start-up, so that the cut is on the record and the chain goes on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryRecord {
+    pub seq: u64,
+    pub ts: String,
+    pub instance: String,
+    pub cut_bytes: u64,
+    pub reason: String,
+    pub prev: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceEntry {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub jurisdiction: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DestinationEntry {
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub region: Option<String>,
+    pub jurisdiction: Option<String>,
+    pub decision: String,
+    pub reason: String,
+    pub basis: Option<String>,
+}
+
+/// One end of a transfer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub region: Option<String>,
+    pub country: Option<String>,
+    pub jurisdiction: Option<String>,
+    /// `peer`, `network`, `geoip`, `bucket` or `instance`; `null` when
+    /// unknown.
+    pub via: Option<String>,
+    pub peer: Option<String>,
+}
+
+/// The fields that the writer owns: set on every record it chains.
+pub(crate) struct ChainFields<'a> {
+    pub seq: &'a mut u64,
+    pub ts: &'a mut String,
+    pub instance: &'a mut String,
+    pub prev: &'a mut String,
+    pub hash: &'a mut String,
+}
+
+impl Record {
+    pub(crate) fn chain_fields(&mut self) -> ChainFields<'_> {
+        let (seq, ts, instance, prev, hash) = match self {
+            Record::Decision(r) => (
+                &mut r.seq,
+                &mut r.ts,
+                &mut r.instance,
+                &mut r.prev,
+                &mut r.hash,
+            ),
+            Record::Completion(r) => (
+                &mut r.seq,
+                &mut r.ts,
+                &mut r.instance,
+                &mut r.prev,
+                &mut r.hash,
+            ),
+            Record::Recovery(r) => (
+                &mut r.seq,
+                &mut r.ts,
+                &mut r.instance,
+                &mut r.prev,
+                &mut r.hash,
+            ),
+        };
+        ChainFields {
+            seq,
+            ts,
+            instance,
+            prev,
+            hash,
+        }
+    }
+}
+
+/// `2026-03-01T12:34:56.789Z`: RFC 3339 in UTC with milliseconds, the one
+/// form every `ts` has, so timestamps sort as strings.
+pub fn timestamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// `audit.client_ip`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ClientIpMode {
+    Full,
+    /// To the /24 (IPv4) or /48 (IPv6) network: enough to see where a
+    /// request came from, not who sent it.
+    #[default]
+    Truncate,
+    /// A keyed HMAC: the same client can be followed through the log, and
+    /// nobody without the key can test a guess of who it was.
+    Hash,
+}
+
+/// The client address as `mode` says. IPv4-mapped IPv6 addresses count as
+/// IPv4. `Truncate` writes the network (`203.0.113.0/24`) so the value
+/// cannot be mistaken for a host; `Hash` is the lowercase hex
+/// HMAC-SHA256, under `key`, of the address as text (`203.0.113.7`).
+pub fn minimize_ip(ip: IpAddr, mode: ClientIpMode, key: &[u8]) -> String {
+    let ip = ip.to_canonical();
+    match mode {
+        ClientIpMode::Full => ip.to_string(),
+        ClientIpMode::Truncate => match ip {
+            IpAddr::V4(a) => Ipv4Net::new_assert(a, 24).trunc().to_string(),
+            IpAddr::V6(a) => Ipv6Net::new_assert(a, 48).trunc().to_string(),
+        },
+        ClientIpMode::Hash => hmac_hex(key, ip.to_string().as_bytes()),
+    }
+}
+
+/// An object key replaced by the lowercase hex HMAC-SHA256 of its bytes
+/// under `hmac_key`: records of the same object still line up.
+pub fn hash_key(key: &str, hmac_key: &[u8]) -> String {
+    hmac_hex(hmac_key, key.as_bytes())
+}
+
+fn hmac_hex(key: &[u8], data: &[u8]) -> String {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}

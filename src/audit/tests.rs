@@ -1,0 +1,559 @@
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+fn config(dir: &Path, fsync: FsyncMode, segment_bytes: u64) -> AuditConfig {
+    AuditConfig {
+        dir: dir.to_owned(),
+        instance: "edge-test".into(),
+        fsync,
+        batch_ms: 5,
+        queue: 1024,
+        segment_bytes,
+    }
+}
+
+fn decision(i: u64) -> DecisionRecord {
+    DecisionRecord {
+        request_id: format!("req-{i}"),
+        tenant: Some("acme".into()),
+        op: "GetObject".into(),
+        direction: "egress".into(),
+        bucket: Some("acme-hr".into()),
+        key: Some(format!("staff/{i}.json")),
+        category: Some("identity".into()),
+        category_source: Some("bucket".into()),
+        from: Some(Endpoint {
+            region: Some("cn-beijing-6".into()),
+            jurisdiction: Some("CN".into()),
+            via: Some("bucket".into()),
+            ..Endpoint::default()
+        }),
+        to: Some(Endpoint {
+            country: Some("DE".into()),
+            jurisdiction: Some("EU".into()),
+            via: Some("geoip".into()),
+            ..Endpoint::default()
+        }),
+        client_ip: Some("203.0.113.0/24".into()),
+        decision: "deny".into(),
+        reason: "no_legal_basis".into(),
+        mode: Some("enforce".into()),
+        status: Some(403),
+        rules_version: "ab12".into(),
+        geoip_build: Some(1_700_000_000),
+        ..DecisionRecord::default()
+    }
+}
+
+fn completion(i: u64) -> CompletionRecord {
+    CompletionRecord {
+        request_id: format!("req-{i}"),
+        outcome: "complete".into(),
+        status: 200,
+        bytes_out: 1234,
+        duration_ms: 7,
+        category: Some("content".into()),
+        ..CompletionRecord::default()
+    }
+}
+
+fn lines(dir: &Path) -> Vec<String> {
+    chain::segments(dir)
+        .unwrap()
+        .iter()
+        .flat_map(|(_, path)| {
+            fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn newest_segment(dir: &Path) -> PathBuf {
+    chain::segments(dir).unwrap().pop().unwrap().1
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn records_have_the_design_fields_in_order_with_nulls() {
+    let json = serde_json::to_string(&Record::Decision(Box::default())).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut in_order = keys.clone();
+    in_order.sort_by_key(|k| json.find(&format!("\"{k}\":")).unwrap());
+    assert_eq!(
+        in_order,
+        [
+            "event",
+            "seq",
+            "ts",
+            "instance",
+            "request_id",
+            "tenant",
+            "op",
+            "direction",
+            "bucket",
+            "key",
+            "source",
+            "destinations",
+            "category",
+            "category_source",
+            "from",
+            "to",
+            "client_ip",
+            "decision",
+            "reason",
+            "basis",
+            "basis_kind",
+            "mode",
+            "status",
+            "rules_version",
+            "geoip_build",
+            "prev",
+        ]
+    );
+    assert!(
+        json.starts_with(r#"{"event":"decision","seq":0,"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""tenant":null"#) && json.ends_with(r#""prev":""}"#),
+        "{json}"
+    );
+
+    let endpoint = serde_json::to_string(&Endpoint::default()).unwrap();
+    assert_eq!(
+        endpoint,
+        r#"{"region":null,"country":null,"jurisdiction":null,"via":null,"peer":null}"#
+    );
+    let completion =
+        serde_json::to_string(&Record::Completion(CompletionRecord::default())).unwrap();
+    assert_eq!(
+        completion,
+        r#"{"event":"completion","seq":0,"ts":"","instance":"","request_id":"","outcome":"","status":0,"bytes_in":0,"bytes_out":0,"duration_ms":0,"category":null,"prev":""}"#
+    );
+    let recovery = serde_json::to_string(&Record::Recovery(RecoveryRecord::default())).unwrap();
+    assert_eq!(
+        recovery,
+        r#"{"event":"recovery","seq":0,"ts":"","instance":"","cut_bytes":0,"reason":"","prev":""}"#
+    );
+}
+
+#[test]
+fn timestamps_are_utc_with_milliseconds() {
+    let t = time::macros::datetime!(2026-03-01 12:34:56.789_999 +08:00);
+    assert_eq!(timestamp(t), "2026-03-01T04:34:56.789Z");
+}
+
+#[test]
+fn client_ips_are_minimized_as_configured() {
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        minimize_ip(ip("203.0.113.7"), ClientIpMode::Full, b""),
+        "203.0.113.7"
+    );
+    assert_eq!(
+        minimize_ip(ip("::ffff:203.0.113.7"), ClientIpMode::Full, b""),
+        "203.0.113.7"
+    );
+    assert_eq!(
+        minimize_ip(ip("203.0.113.7"), ClientIpMode::Truncate, b""),
+        "203.0.113.0/24"
+    );
+    assert_eq!(
+        minimize_ip(ip("::ffff:203.0.113.7"), ClientIpMode::Truncate, b""),
+        "203.0.113.0/24"
+    );
+    assert_eq!(
+        minimize_ip(ip("2001:db8:1:2::7"), ClientIpMode::Truncate, b""),
+        "2001:db8:1::/48"
+    );
+
+    let hashed = minimize_ip(ip("203.0.113.7"), ClientIpMode::Hash, b"k1");
+    assert_eq!(hashed.len(), 64);
+    assert_eq!(
+        hashed,
+        minimize_ip(ip("::ffff:203.0.113.7"), ClientIpMode::Hash, b"k1")
+    );
+    assert_ne!(
+        hashed,
+        minimize_ip(ip("203.0.113.7"), ClientIpMode::Hash, b"k2")
+    );
+    assert_ne!(
+        hashed,
+        minimize_ip(ip("203.0.113.8"), ClientIpMode::Hash, b"k1")
+    );
+    // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+    assert_eq!(
+        hash_key("what do ya want for nothing?", b"Jefe"),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+}
+
+/// The documented byte rule, applied with nothing but string handling and
+/// SHA-256, as another tool would.
+fn check_by_the_documented_rule(lines: &[String]) {
+    let mut prev = "0".repeat(64);
+    for (i, line) in lines.iter().enumerate() {
+        let at = line.rfind(r#","hash":""#).unwrap();
+        let hash = &line[at + 9..line.len() - 2];
+        let canonical = format!("{}}}", &line[..at]);
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["prev"], prev.as_str(), "line {i}");
+        assert_eq!(value["seq"], i as u64 + 1, "line {i}");
+        let computed = hex::encode(
+            Sha256::new()
+                .chain_update(&prev)
+                .chain_update(&canonical)
+                .finalize(),
+        );
+        assert_eq!(hash, computed, "line {i}");
+        prev = hash.to_owned();
+    }
+}
+
+#[tokio::test]
+async fn the_chain_recomputes() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    for i in 0..50 {
+        let written = audit.decision(decision(i)).await.unwrap();
+        assert_eq!(written.seq, 2 * i + 1);
+        audit.completion(completion(i)).await;
+    }
+    audit.shutdown().await;
+
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!(
+        (summary.segments, summary.records, summary.last_seq),
+        (1, 100, Some(100))
+    );
+    let lines = lines(dir.path());
+    check_by_the_documented_rule(&lines);
+    let first: Record = serde_json::from_str(&lines[0]).unwrap();
+    let Record::Decision(first) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(
+        (first.seq, first.instance.as_str(), first.prev.as_str()),
+        (1, "edge-test", GENESIS)
+    );
+    assert_eq!(first.ts.len(), "2026-03-01T04:34:56.789Z".len());
+    assert_eq!(first.hash.len(), 64);
+    assert_eq!(audit.stats().records_total.load(Relaxed), 100);
+}
+
+#[tokio::test]
+async fn verification_names_the_first_broken_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Never, 1 << 20)).unwrap();
+    for i in 0..5 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    audit.shutdown().await;
+    let segment = newest_segment(dir.path());
+    let original = fs::read_to_string(&segment).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let rewrite = |lines: &[&str]| {
+        fs::write(
+            &segment,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap()
+    };
+
+    let edited = lines[2].replace(r#""decision":"deny""#, r#""decision":"allow""#);
+    rewrite(&[lines[0], lines[1], &edited, lines[3], lines[4]]);
+    let err = verify_chain(dir.path()).unwrap_err();
+    assert!(matches!(err.problem, Problem::HashMismatch), "{err}");
+    assert_eq!((err.line, err.seq), (3, Some(3)));
+
+    rewrite(&[lines[0], lines[1], lines[3], lines[4]]);
+    let err = verify_chain(dir.path()).unwrap_err();
+    assert!(
+        matches!(err.problem, Problem::SeqGap { expected: 3 }),
+        "{err}"
+    );
+    assert_eq!(err.line, 3);
+
+    rewrite(&[lines[0], lines[2], lines[1], lines[3], lines[4]]);
+    assert_eq!(verify_chain(dir.path()).unwrap_err().line, 2);
+
+    fs::write(&segment, &original[..original.len() - 10]).unwrap();
+    let err = verify_chain(dir.path()).unwrap_err();
+    assert!(matches!(err.problem, Problem::TornTail), "{err}");
+    assert!(err.to_string().contains(":5"), "{err}");
+}
+
+#[tokio::test]
+async fn a_torn_last_line_is_cut_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Always, 1 << 20)).unwrap();
+    for i in 0..3 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    audit.shutdown().await;
+    let torn = br#"{"event":"decision","seq":4,"ts":"2026-"#;
+    append(&newest_segment(dir.path()), torn);
+    assert!(matches!(
+        verify_chain(dir.path()).unwrap_err().problem,
+        Problem::TornTail
+    ));
+
+    let audit = start(config(dir.path(), FsyncMode::Always, 1 << 20)).unwrap();
+    assert_eq!(audit.decision(decision(3)).await.unwrap().seq, 5);
+    audit.shutdown().await;
+
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!(summary.records, 5);
+    let recovery: Record = serde_json::from_str(&lines(dir.path())[3]).unwrap();
+    let Record::Recovery(recovery) = recovery else {
+        panic!("{recovery:?}")
+    };
+    assert_eq!((recovery.seq, recovery.cut_bytes), (4, torn.len() as u64));
+    assert!(
+        recovery.reason.contains("without a newline"),
+        "{}",
+        recovery.reason
+    );
+}
+
+#[tokio::test]
+async fn an_unparsable_last_line_and_torn_bytes_are_cut_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    audit.shutdown().await;
+    // A file's new length can reach the disk before its data: zeros.
+    let garbage = [&[0_u8; 300][..], b"\n", &[0_u8; 100][..]].concat();
+    append(&newest_segment(dir.path()), &garbage);
+
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.shutdown().await;
+    assert_eq!(verify_chain(dir.path()).unwrap().records, 2);
+    let Record::Recovery(recovery) = serde_json::from_str(&lines(dir.path())[1]).unwrap() else {
+        panic!("no recovery record")
+    };
+    assert_eq!(recovery.cut_bytes, garbage.len() as u64);
+    assert!(
+        recovery.reason.contains("not a record"),
+        "{}",
+        recovery.reason
+    );
+}
+
+#[tokio::test]
+async fn an_altered_last_record_is_not_taken_for_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Never, 1 << 20)).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    audit.decision(decision(1)).await.unwrap();
+    audit.shutdown().await;
+    let segment = newest_segment(dir.path());
+    let text = fs::read_to_string(&segment)
+        .unwrap()
+        .replace("staff/1.json", "staff/9.json");
+    fs::write(&segment, text).unwrap();
+
+    let err = start(config(dir.path(), FsyncMode::Never, 1 << 20))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        err.to_string().contains("record 2 does not match its hash"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn seq_and_chain_continue_across_rotation_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..2 {
+        let audit = start(config(dir.path(), FsyncMode::Batch, 2000)).unwrap();
+        for i in 0..20 {
+            let seq = audit.decision(decision(i)).await.unwrap().seq;
+            assert_eq!(seq, round * 20 + i + 1);
+        }
+        audit.shutdown().await;
+    }
+    let segments = chain::segments(dir.path()).unwrap();
+    assert!(segments.len() >= 5, "{segments:?}");
+    for (first_seq, path) in &segments {
+        let first = fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .next()
+            .map(str::to_owned)
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(value["seq"], *first_seq);
+    }
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!((summary.records, summary.segments), (40, segments.len()));
+    check_by_the_documented_rule(&lines(dir.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Always, 1 << 30)).unwrap();
+    let tasks: Vec<_> = (0..2000)
+        .map(|i| {
+            let audit = audit.clone();
+            tokio::spawn(async move { audit.decision(decision(i)).await.unwrap().seq })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=2000).collect::<Vec<_>>());
+
+    let stats = audit.stats();
+    let (writes, fsyncs) = (
+        stats.writes_total.load(Relaxed),
+        stats.fsyncs_total.load(Relaxed),
+    );
+    assert!(writes <= 200, "{writes} writes for 2000 records");
+    assert_eq!(fsyncs, writes);
+    assert_eq!(stats.queue_depth.load(Relaxed), 0);
+    assert!(stats.write_nanos_sum.load(Relaxed) > 0);
+    audit.shutdown().await;
+    assert_eq!(verify_chain(dir.path()).unwrap().records, 2000);
+}
+
+#[tokio::test]
+async fn always_answers_only_after_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Always, 1 << 20)).unwrap();
+    for i in 0..3 {
+        audit.decision(decision(i)).await.unwrap();
+        assert_eq!(audit.stats().fsyncs_total.load(Relaxed), i + 1);
+    }
+}
+
+#[tokio::test]
+async fn batch_mode_fsyncs_on_its_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), FsyncMode::Batch, 1 << 20);
+    cfg.batch_ms = 200;
+    let audit = start(cfg).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    audit.decision(decision(1)).await.unwrap();
+    let after_writes = audit.stats().fsyncs_total.load(Relaxed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(audit.stats().fsyncs_total.load(Relaxed) > after_writes);
+}
+
+/// A write that really fails: the next segment is `/dev/full`, where every
+/// write(2) returns ENOSPC, as on a full disk.
+#[tokio::test]
+async fn a_failed_write_is_refused_then_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    // One batch per segment, so the next segment's name is known.
+    let audit = start(config(dir.path(), FsyncMode::Always, 1)).unwrap();
+    assert_eq!(audit.decision(decision(0)).await.unwrap().seq, 1);
+    let next = dir.path().join(chain::segment_name(2));
+    std::os::unix::fs::symlink("/dev/full", &next).unwrap();
+
+    let err = audit.decision(decision(1)).await.unwrap_err();
+    assert!(
+        matches!(&err, AuditUnavailable::Write(e) if e.raw_os_error() == Some(28)),
+        "{err}"
+    );
+    assert!(!audit.healthy());
+    // A completion in the outage waits for the next good write.
+    audit.completion(completion(0)).await;
+    assert!(audit.decision(decision(2)).await.is_err());
+    let stats = audit.stats();
+    assert!(stats.write_errors_total.load(Relaxed) >= 2);
+    assert_eq!(stats.lost_total.load(Relaxed), 2);
+
+    fs::remove_file(&next).unwrap();
+    let written = audit.decision(decision(3)).await.unwrap();
+    assert!(audit.healthy());
+    // The retried completion went first.
+    assert_eq!(written.seq, 3);
+    audit.shutdown().await;
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!(summary.records, 3);
+    assert_eq!(stats.records_total.load(Relaxed), 3);
+}
+
+/// The log directory replaced by a file: a new segment cannot be created.
+#[tokio::test]
+async fn a_vanished_directory_is_refused_then_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit");
+    let moved = dir.path().join("moved");
+    let audit = start(config(&log, FsyncMode::Batch, 1)).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    fs::rename(&log, &moved).unwrap();
+    fs::write(&log, b"not a directory").unwrap();
+
+    assert!(matches!(
+        audit.decision(decision(1)).await,
+        Err(AuditUnavailable::Write(_))
+    ));
+    assert!(!audit.healthy());
+
+    fs::remove_file(&log).unwrap();
+    fs::rename(&moved, &log).unwrap();
+    assert_eq!(audit.decision(decision(2)).await.unwrap().seq, 2);
+    assert!(audit.healthy());
+    audit.shutdown().await;
+    assert_eq!(verify_chain(&log).unwrap().records, 2);
+}
+
+#[tokio::test]
+async fn one_writer_per_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(config(dir.path(), FsyncMode::Never, 1 << 20)).unwrap();
+    let err = start(config(dir.path(), FsyncMode::Never, 1 << 20))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "{err}");
+    first.shutdown().await;
+    let second = start(config(dir.path(), FsyncMode::Never, 1 << 20)).unwrap();
+    assert_eq!(second.decision(decision(0)).await.unwrap().seq, 1);
+}
+
+#[tokio::test]
+async fn after_shutdown_records_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    audit.completion(completion(0)).await;
+    audit.shutdown().await;
+    assert_eq!(verify_chain(dir.path()).unwrap().records, 2);
+    assert!(matches!(
+        audit.decision(decision(1)).await,
+        Err(AuditUnavailable::Stopped)
+    ));
+    audit.completion(completion(1)).await;
+    assert_eq!(audit.stats().lost_total.load(Relaxed), 2);
+}

@@ -1,0 +1,668 @@
+//! The audit writer: one thread owns the log, chains the records and
+//! group-commits them.
+//!
+//! Requests hand records over a bounded channel. The writer takes whatever
+//! is queued, serializes and chains it into one buffer, hands that to the
+//! kernel with one `write(2)`, fsyncs once if the mode says so, and only
+//! then answers every decision in the batch. Under load a batch holds many
+//! records, so the cost of a write and of an fsync is shared; with no load
+//! a record is written as soon as it arrives. Only the writer assigns
+//! `seq` and `prev`, so the chain needs no lock.
+//!
+//! A failed batch leaves no trace: the file is cut back to the end of the
+//! last good batch, `seq` and `prev` are rewound, and the next batch tries
+//! again (reopening the segment, or starting a new one if it is gone).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{self, LineError, Link, Unchained, GENESIS};
+use super::record::{CompletionRecord, DecisionRecord, Record, RecoveryRecord};
+
+/// `audit.fsync`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum FsyncMode {
+    /// A decision is answered only once its record is on disk.
+    Always,
+    /// At most one fsync per `batch_ms`: records answered in that window
+    /// can be lost in a power cut, never in a crash of the process.
+    #[default]
+    Batch,
+    /// Left to the operating system.
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    /// Names this gate in every record.
+    pub instance: String,
+    pub fsync: FsyncMode,
+    pub batch_ms: u64,
+    /// Records that may wait for the writer; further callers wait for room.
+    pub queue: usize,
+    /// A segment is closed once it holds this many bytes.
+    pub segment_bytes: u64,
+}
+
+/// Counters for the metrics module, read at scrape time.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Records written (handed to the kernel, and fsynced where the mode
+    /// asks for it before an answer).
+    pub records_total: AtomicU64,
+    /// Failed batches and failed fsyncs.
+    pub write_errors_total: AtomicU64,
+    /// Records accepted but never written: in a failed batch (decisions;
+    /// completions are retried while there is room), or sent to a writer
+    /// that has stopped.
+    pub lost_total: AtomicU64,
+    /// Records handed to the writer and not yet taken by it.
+    pub queue_depth: AtomicU64,
+    /// Successful batch writes: one `write(2)` each (more only if the
+    /// kernel takes a buffer in pieces).
+    pub writes_total: AtomicU64,
+    /// fsyncs of segment data (a new segment's directory fsync aside).
+    pub fsyncs_total: AtomicU64,
+    /// Time from the start of a successful batch write to its answer
+    /// (including its fsync, when there is one): sum and last.
+    pub write_nanos_sum: AtomicU64,
+    pub last_write_nanos: AtomicU64,
+    healthy: AtomicBool,
+}
+
+/// Where a decision record went.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Written {
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuditUnavailable {
+    #[error("audit log write failed: {0}")]
+    Write(Arc<io::Error>),
+    #[error("audit writer has stopped")]
+    Stopped,
+}
+
+type Ack = oneshot::Sender<Result<Written, AuditUnavailable>>;
+
+enum Msg {
+    Record(Unchained, Option<Ack>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap handle on the one writer of a log.
+#[derive(Clone)]
+pub struct AuditHandle {
+    tx: mpsc::Sender<Msg>,
+    instance: Arc<str>,
+    stats: Arc<AuditStats>,
+}
+
+/// Recovers the log in `cfg.dir` (see [`Writer::recover`]) and starts its
+/// writer thread.
+pub fn start(cfg: AuditConfig) -> io::Result<AuditHandle> {
+    std::fs::create_dir_all(&cfg.dir)?;
+    // A second writer on the same log would fork the chain.
+    let lock = File::create(cfg.dir.join("writer.lock"))?;
+    lock.try_lock().map_err(|e| match e {
+        TryLockError::WouldBlock => io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!("{} is in use by another audit writer", cfg.dir.display()),
+        ),
+        TryLockError::Error(e) => e,
+    })?;
+    let stats = Arc::new(AuditStats::default());
+    let writer = Writer::recover(&cfg, lock, stats.clone())?;
+    stats.healthy.store(true, Relaxed);
+    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+    // A runtime of its own only for the channel and the batch-fsync timer:
+    // the file I/O blocks this dedicated thread and nothing else.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || rt.block_on(writer.run(rx)))?;
+    Ok(AuditHandle {
+        tx,
+        instance: cfg.instance.into(),
+        stats,
+    })
+}
+
+impl AuditHandle {
+    /// Resolves once the record has been handed to the kernel, and for
+    /// `fsync = "always"` once it is on disk: a crash of the process after
+    /// this never loses it.
+    pub async fn decision(&self, rec: DecisionRecord) -> Result<Written, AuditUnavailable> {
+        let (ack, answer) = oneshot::channel();
+        self.enqueue(Record::Decision(Box::new(rec)), Some(ack))
+            .await?;
+        answer.await.unwrap_or_else(|_| {
+            self.stats.lost_total.fetch_add(1, Relaxed);
+            Err(AuditUnavailable::Stopped)
+        })
+    }
+
+    /// Queues the record; it is written with the next batch, unawaited.
+    pub async fn completion(&self, rec: CompletionRecord) {
+        // A stopped writer has counted the loss; the request has ended and
+        // has nobody to tell.
+        let _ = self.enqueue(Record::Completion(rec), None).await;
+    }
+
+    async fn enqueue(&self, rec: Record, ack: Option<Ack>) -> Result<(), AuditUnavailable> {
+        let rec = Unchained::new(rec, &self.instance);
+        // `reserve` waits for room without taking the record, so a caller
+        // that gives up while waiting leaves nothing behind.
+        let Ok(permit) = self.tx.reserve().await else {
+            self.stats.lost_total.fetch_add(1, Relaxed);
+            return Err(AuditUnavailable::Stopped);
+        };
+        self.stats.queue_depth.fetch_add(1, Relaxed);
+        permit.send(Msg::Record(rec, ack));
+        Ok(())
+    }
+
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+
+    /// Whether the last write succeeded.
+    pub fn healthy(&self) -> bool {
+        self.stats.healthy.load(Relaxed)
+    }
+
+    /// Writes everything queued before (and while) this is called, fsyncs,
+    /// and stops the writer; records sent afterwards are refused.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+/// How long a batch of completions that could not be written waits before
+/// it is tried again when no new record comes to carry it.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+struct Writer {
+    /// Locked for as long as this writer owns the log.
+    _lock: File,
+    fsync: FsyncMode,
+    batch_interval: Duration,
+    segment_bytes: u64,
+    max_batch: usize,
+    log: Log,
+    next_seq: u64,
+    prev: String,
+    buf: Vec<u8>,
+    /// Completions of failed batches: nobody waits for them, so they are
+    /// kept (up to `max_batch`) and written first in the next batch.
+    retry: Vec<Unchained>,
+    last_failure: Instant,
+    /// Written since the last fsync.
+    dirty: bool,
+    last_sync: Instant,
+    stats: Arc<AuditStats>,
+}
+
+impl Writer {
+    /// Picks up the chain where the newest segment ends. A crash can leave
+    /// that segment's end torn: bytes without a newline, or a last line
+    /// that is not a record (the kernel may persist a file's new length
+    /// before its data, which reads back as zeros). These are cut, at most
+    /// the torn bytes and one line, and a recovery record saying so takes
+    /// their place; the line before must then be a good record. Anything
+    /// worse, or a record whose hash does not match, is not a crash: the
+    /// writer refuses to start rather than bury it.
+    fn recover(cfg: &AuditConfig, lock: File, stats: Arc<AuditStats>) -> io::Result<Writer> {
+        let now = Instant::now();
+        let mut writer = Writer {
+            _lock: lock,
+            fsync: cfg.fsync,
+            batch_interval: Duration::from_millis(cfg.batch_ms),
+            segment_bytes: cfg.segment_bytes,
+            max_batch: cfg.queue.max(1),
+            log: Log {
+                dir: cfg.dir.clone(),
+                sync_dir: cfg.fsync != FsyncMode::Never,
+                open: None,
+                broken: None,
+            },
+            next_seq: 1,
+            prev: GENESIS.to_owned(),
+            buf: Vec::new(),
+            retry: Vec::new(),
+            last_failure: now,
+            dirty: false,
+            last_sync: now,
+            stats,
+        };
+        let segments = chain::segments(&cfg.dir)?;
+        let Some((_, newest)) = segments.last() else {
+            return Ok(writer);
+        };
+        let file = OpenOptions::new().read(true).write(true).open(newest)?;
+        let tail = read_tail(&file, newest)?;
+        let last = match (&tail.last, segments.len()) {
+            (Some(link), _) => Some(link.clone()),
+            (None, 1) => None,
+            // The newest segment holds no record: the chain ends in the one
+            // before, which was closed whole.
+            (None, n) => {
+                let path = &segments[n - 2].1;
+                let before = read_tail(&File::open(path)?, path)?;
+                if let Some(why) = before.cut {
+                    return Err(damaged(path, &why));
+                }
+                before.last
+            }
+        };
+        if let Some(link) = last {
+            writer.next_seq = link.seq + 1;
+            writer.prev = link.hash;
+        }
+        let mut len = tail.good_len;
+        if let Some(why) = tail.cut {
+            let cut_bytes = file.metadata()?.len() - len;
+            let rec = Record::Recovery(RecoveryRecord {
+                cut_bytes,
+                reason: format!("{} from byte {len} of {}", why, newest.display()),
+                ..RecoveryRecord::default()
+            });
+            writer.chain(&Unchained::new(rec, &cfg.instance));
+            // Written over the cut bytes before the file is shortened: if
+            // this fails half-way, the next start finds a torn tail again
+            // rather than a cut that no record mentions.
+            file.write_all_at(&writer.buf, len)?;
+            len += writer.buf.len() as u64;
+            file.set_len(len)?;
+            file.sync_data()?;
+            writer.stats.fsyncs_total.fetch_add(1, Relaxed);
+            writer.stats.records_total.fetch_add(1, Relaxed);
+            tracing::warn!(cut_bytes, segment = %newest.display(), "audit log recovered from a torn write");
+        }
+        writer.log.open = Some(Segment {
+            file: OpenOptions::new().append(true).open(newest)?,
+            path: newest.clone(),
+            len,
+        });
+        Ok(writer)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut batch = Vec::new();
+        let mut done = Vec::new();
+        loop {
+            let msg = match self.wake_at() {
+                Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        self.on_timer();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            // `None`: every handle is gone.
+            let Some(msg) = msg else { break };
+            route(msg, &mut batch, &mut done);
+            for _ in 1..self.max_batch {
+                let Ok(msg) = rx.try_recv() else { break };
+                route(msg, &mut batch, &mut done);
+            }
+            if !done.is_empty() {
+                // Whatever is still queued was sent before the caller saw
+                // the shutdown finish: write it too.
+                rx.close();
+                while let Ok(msg) = rx.try_recv() {
+                    route(msg, &mut batch, &mut done);
+                }
+            }
+            self.stats
+                .queue_depth
+                .fetch_sub(batch.len() as u64, Relaxed);
+            self.commit(&mut batch);
+            if !done.is_empty() {
+                break;
+            }
+        }
+        // Stopping: shutdown was asked for, or every handle is gone.
+        if self.fsync != FsyncMode::Never || !done.is_empty() {
+            self.sync_now();
+        }
+        self.stats
+            .lost_total
+            .fetch_add(self.retry.len() as u64, Relaxed);
+        // Closes the segment and frees the log before anyone hears that the
+        // shutdown is done and starts a new writer on it.
+        drop(self);
+        for d in done {
+            let _ = d.send(());
+        }
+    }
+
+    /// When the writer must act without a new record: a batch-mode fsync
+    /// that is due, or completions to retry.
+    fn wake_at(&self) -> Option<Instant> {
+        let sync = (self.fsync == FsyncMode::Batch && self.dirty)
+            .then(|| self.last_sync + self.batch_interval);
+        let retry = (!self.retry.is_empty()).then(|| self.last_failure + RETRY_AFTER);
+        sync.into_iter().chain(retry).min()
+    }
+
+    fn on_timer(&mut self) {
+        if !self.retry.is_empty() && self.last_failure.elapsed() >= RETRY_AFTER {
+            self.commit(&mut Vec::new());
+        }
+        if self.dirty && self.last_sync.elapsed() >= self.batch_interval {
+            self.sync_now();
+        }
+    }
+
+    /// Chains and writes the retried completions and `batch`, then answers.
+    fn commit(&mut self, batch: &mut Vec<(Unchained, Option<Ack>)>) {
+        batch.splice(0..0, self.retry.drain(..).map(|rec| (rec, None)));
+        if batch.is_empty() {
+            return;
+        }
+        let (first_seq, first_prev) = (self.next_seq, self.prev.clone());
+        self.buf.clear();
+        for (rec, _) in batch.iter() {
+            self.chain(rec);
+        }
+        let started = Instant::now();
+        match self.write_batch(first_seq) {
+            Ok(()) => {
+                let nanos = started.elapsed().as_nanos() as u64;
+                self.stats.write_nanos_sum.fetch_add(nanos, Relaxed);
+                self.stats.last_write_nanos.store(nanos, Relaxed);
+                self.stats
+                    .records_total
+                    .fetch_add(batch.len() as u64, Relaxed);
+                if !self.stats.healthy.swap(true, Relaxed) {
+                    tracing::info!("audit log writable again");
+                }
+                for (seq, (_, ack)) in (first_seq..).zip(batch.drain(..)) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(Written { seq }));
+                    }
+                }
+                self.rotate_if_full();
+            }
+            Err(e) => {
+                self.next_seq = first_seq;
+                self.prev = first_prev;
+                self.log.rollback();
+                self.fail(&e);
+                let err = AuditUnavailable::Write(Arc::new(e));
+                for (rec, ack) in batch.drain(..) {
+                    match ack {
+                        Some(ack) => {
+                            self.stats.lost_total.fetch_add(1, Relaxed);
+                            let _ = ack.send(Err(err.clone()));
+                        }
+                        None if self.retry.len() < self.max_batch => self.retry.push(rec),
+                        None => {
+                            self.stats.lost_total.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives `rec` the next seq and the chain's `prev`, and appends its line
+    /// to the batch buffer.
+    fn chain(&mut self, rec: &Unchained) {
+        let hash = rec.append_line(&mut self.buf, self.next_seq, &self.prev);
+        self.prev.clear();
+        self.prev.extend(hash.iter().map(|&b| b as char));
+        self.next_seq += 1;
+    }
+
+    fn write_batch(&mut self, first_seq: u64) -> io::Result<()> {
+        let seg = self.log.open(first_seq)?;
+        seg.file.write_all(&self.buf)?;
+        self.stats.writes_total.fetch_add(1, Relaxed);
+        let sync = match self.fsync {
+            FsyncMode::Always => true,
+            FsyncMode::Batch => self.last_sync.elapsed() >= self.batch_interval,
+            FsyncMode::Never => false,
+        };
+        if sync {
+            seg.file.sync_data()?;
+            self.stats.fsyncs_total.fetch_add(1, Relaxed);
+            self.last_sync = Instant::now();
+        }
+        self.dirty = !sync;
+        seg.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// An fsync outside a batch (timer, rotation, shutdown). The records it
+    /// covers have been answered already, so a failure can only be counted.
+    /// With no segment open (after a failure) there is nothing to sync now:
+    /// the next good batch's fsync covers the file's earlier writes too.
+    fn sync_now(&mut self) {
+        if let Some(seg) = &self.log.open {
+            match seg.file.sync_data() {
+                Ok(()) => {
+                    self.stats.fsyncs_total.fetch_add(1, Relaxed);
+                }
+                Err(e) => self.fail(&e),
+            }
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+    }
+
+    fn rotate_if_full(&mut self) {
+        if self
+            .log
+            .open
+            .as_ref()
+            .is_some_and(|seg| seg.len >= self.segment_bytes)
+        {
+            if self.fsync != FsyncMode::Never {
+                self.sync_now();
+            }
+            // The next batch opens the next segment, named by its first seq.
+            self.log.open = None;
+        }
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        self.stats.write_errors_total.fetch_add(1, Relaxed);
+        self.last_failure = Instant::now();
+        if self.stats.healthy.swap(false, Relaxed) {
+            tracing::error!(error = %e, "audit log write failed");
+        }
+    }
+}
+
+fn route(msg: Msg, batch: &mut Vec<(Unchained, Option<Ack>)>, done: &mut Vec<oneshot::Sender<()>>) {
+    match msg {
+        Msg::Record(rec, ack) => batch.push((rec, ack)),
+        Msg::Shutdown(d) => done.push(d),
+    }
+}
+
+/// The segment being appended to, and where its good bytes end.
+struct Segment {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+struct Log {
+    dir: PathBuf,
+    /// fsync the directory after creating a segment, so the new file's name
+    /// is as durable as its contents.
+    sync_dir: bool,
+    open: Option<Segment>,
+    /// The segment a failed write left behind, and its good length.
+    broken: Option<(PathBuf, u64)>,
+}
+
+impl Log {
+    /// The segment to append to: the open one; else the one a failure left
+    /// behind, reopened and cut back to its good length; else a new one
+    /// named by `first_seq`, also when the old one vanished or was cut
+    /// short by someone else (the gap then shows in verification, as it
+    /// should).
+    fn open(&mut self, first_seq: u64) -> io::Result<&mut Segment> {
+        let seg = match (self.open.take(), self.broken.take()) {
+            (Some(seg), _) => seg,
+            (None, Some((path, len))) => match reopen(&path, len) {
+                Ok(Some(file)) => Segment { file, path, len },
+                Ok(None) => self.create(first_seq)?,
+                Err(e) => {
+                    self.broken = Some((path, len));
+                    return Err(e);
+                }
+            },
+            (None, None) => self.create(first_seq)?,
+        };
+        Ok(self.open.insert(seg))
+    }
+
+    fn create(&self, first_seq: u64) -> io::Result<Segment> {
+        let path = self.dir.join(chain::segment_name(first_seq));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if file.metadata()?.len() != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not empty", path.display()),
+            ));
+        }
+        if self.sync_dir {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(Segment { file, path, len: 0 })
+    }
+
+    /// Drops the open segment after a failed write, cutting what the write
+    /// may have left; `open` checks the length again before writing.
+    fn rollback(&mut self) {
+        if let Some(seg) = self.open.take() {
+            let _ = seg.file.set_len(seg.len);
+            self.broken = Some((seg.path, seg.len));
+        }
+    }
+}
+
+/// The segment at `path` opened for appending, cut back to `len`; `None`
+/// when it is gone or shorter than `len`.
+fn reopen(path: &Path, len: u64) -> io::Result<Option<File>> {
+    let file = match OpenOptions::new().append(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let actual = file.metadata()?.len();
+    if actual < len {
+        return Ok(None);
+    }
+    if actual > len {
+        file.set_len(len)?;
+    }
+    Ok(Some(file))
+}
+
+/// The end of a segment as recovery sees it.
+struct Tail {
+    /// Where the last good record ends (after the cut).
+    good_len: u64,
+    last: Option<Link>,
+    /// Why bytes after `good_len` are to be cut.
+    cut: Option<String>,
+}
+
+/// Reads back only as far as needed: the torn bytes after the last newline,
+/// the last line, and the line before it.
+fn read_tail(file: &File, path: &Path) -> io::Result<Tail> {
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut buf = Vec::new();
+    while start > 0 && buf.iter().filter(|&&b| b == b'\n').count() < 3 {
+        let n = CHUNK.min(start);
+        start -= n;
+        let mut chunk = vec![0; n as usize];
+        file.read_exact_at(&mut chunk, start)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+    }
+    let after_last_newline = |end: usize| {
+        buf[..end]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    let mut end = after_last_newline(buf.len());
+    let torn = buf.len() - end;
+    let mut bad_line = None;
+    let mut last = None;
+    // With three newlines in `buf` (or all of the file), both lines looked
+    // at here are whole.
+    while end > 0 {
+        let line_start = after_last_newline(end - 1);
+        match chain::check_line(&buf[line_start..end - 1]) {
+            Ok(link) => {
+                last = Some(link);
+                break;
+            }
+            Err(LineError::Malformed(why)) if bad_line.is_none() => {
+                bad_line = Some(why);
+                end = line_start;
+            }
+            Err(LineError::Malformed(why)) => {
+                return Err(damaged(
+                    path,
+                    &format!("its two last lines are not records ({why})"),
+                ));
+            }
+            Err(LineError::HashMismatch { seq }) => {
+                return Err(damaged(
+                    path,
+                    &format!("record {seq} does not match its hash"),
+                ));
+            }
+        }
+    }
+    let cut = match (bad_line, torn) {
+        (None, 0) => None,
+        (None, torn) => Some(format!("torn write: {torn} bytes without a newline")),
+        (Some(why), 0) => Some(format!("torn write: last line not a record ({why})")),
+        (Some(why), torn) => Some(format!(
+            "torn write: last line not a record ({why}), then {torn} bytes without a newline"
+        )),
+    };
+    Ok(Tail {
+        good_len: start + end as u64,
+        last,
+        cut,
+    })
+}
+
+fn damaged(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "audit log {} is damaged beyond a torn write: {why}; refusing to append (run `gatekeeper audit verify`)",
+            path.display()
+        ),
+    )
+}
