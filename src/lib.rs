@@ -21,8 +21,17 @@
 //! - `config` — `gatekeeper.toml`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod describe;
+pub mod explain;
 pub mod locate;
+pub mod metrics;
 pub mod policy;
+pub mod proxy;
+pub mod reload;
 pub mod rules;
 pub mod s3;
+pub mod snapshot;

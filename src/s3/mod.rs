@@ -150,7 +150,10 @@ impl Op {
             GetObject | HeadObject | SelectObjectContent | GetObjectAttributes
             | GetObjectTorrent | GetObjectTagging | ListObjects | ListObjectsV2
             | ListObjectVersions | ListParts | ListMultipartUploads => Direction::Egress,
-            PutObject | PostObject | CreateMultipartUpload | UploadPart
+            PutObject
+            | PostObject
+            | CreateMultipartUpload
+            | UploadPart
             | CompleteMultipartUpload => Direction::Ingress,
             CopyObject | UploadPartCopy => Direction::Copy,
             PutBucketReplication

@@ -1,0 +1,443 @@
+//! The command line (DESIGN §5).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::audit::{AuditConfig, ClientIpMode, FsyncMode};
+use crate::config::{self, Config};
+use crate::describe::RecordSettings;
+use crate::explain;
+use crate::reload::{self, Reloader};
+use crate::s3::Hosts;
+use crate::snapshot::InstanceSettings;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gatekeeper",
+    version,
+    about = "Data-residency gate for S3-compatible storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gate.
+    Serve {
+        #[arg(short, long, default_value = "gatekeeper.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and every rule file; print errors and warnings as
+    /// file:line:col. Exit 0 when valid (warnings allowed), 1 on errors.
+    Check {
+        #[arg(short, long, default_value = "gatekeeper.toml")]
+        config: PathBuf,
+    },
+    /// Decide a hypothetical request and say why.
+    ///
+    /// Prints one JSON object: the fields of an audit decision record plus
+    /// `trace`, the steps of the decision. Exit status: 0 allow, 1 deny,
+    /// 3 monitor-deny (would be denied; forwarded in monitor mode),
+    /// 2 error (bad config, rules or arguments).
+    Explain {
+        #[arg(short, long, default_value = "gatekeeper.toml")]
+        config: PathBuf,
+        /// The requester's address (after any trusted proxies).
+        #[arg(long)]
+        client_ip: IpAddr,
+        /// Decide as on this UTC date (YYYY-MM-DD), e.g. after a contract lapses.
+        #[arg(long)]
+        at: Option<String>,
+        /// Decide as if this [[peer]] presented its mTLS certificate.
+        #[arg(long)]
+        peer: Option<String>,
+        /// The category the upstream would report for the object.
+        #[arg(long)]
+        stored_category: Option<String>,
+        /// A configuration body (replication, inventory, …) from this file.
+        #[arg(long)]
+        body: Option<PathBuf>,
+        /// Request header, as 'Name: value'; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        method: String,
+        url: String,
+    },
+    /// Read and verify the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check every hash link across every segment; name the first break.
+    Verify { dir: PathBuf },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            client_ip,
+            at,
+            peer,
+            stored_category,
+            body,
+            headers,
+            method,
+            url,
+        } => {
+            let mut map = std::collections::BTreeMap::new();
+            for h in &headers {
+                let Some((k, v)) = h.split_once(':') else {
+                    eprintln!("error: -H {h:?}: expected 'Name: value'");
+                    return ExitCode::from(2);
+                };
+                map.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            let body = match body.map(std::fs::read_to_string).transpose() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: --body: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let q = explain::Query {
+                method,
+                url,
+                client_ip,
+                headers: map,
+                at,
+                peer,
+                stored_category,
+                body,
+            };
+            run_explain(&config, &q)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { dir },
+        } => match crate::audit::verify_chain(&dir) {
+            Ok(summary) => {
+                println!(
+                    "verified: {} record(s) in {} segment(s); last seq {}, hash {}",
+                    summary.records,
+                    summary.segments,
+                    summary.last_seq.map_or("-".to_owned(), |s| s.to_string()),
+                    summary.last_hash
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("gatekeeper=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn reload_sources(cfg: &Config) -> reload::Sources {
+    reload::Sources {
+        rules_dir: cfg.rules.clone(),
+        geoip: cfg.geoip.database.clone(),
+        instance: InstanceSettings {
+            region: cfg.region.clone(),
+            default_mode: cfg.mode,
+            unknown_bucket_monitor: cfg.unknown_bucket == config::UnknownBucket::Monitor,
+            unknown_location_allow: cfg.geoip.unknown == config::UnknownLocation::Allow,
+        },
+    }
+}
+
+fn hosts(cfg: &Config) -> Hosts {
+    Hosts {
+        path_style: cfg.s3.hosts.clone(),
+        virtual_host_domains: cfg.s3.virtual_host_domains.clone(),
+    }
+}
+
+/// The HMAC key comes from `audit.hash_key`; without one, a random key per
+/// process still hides addresses and keys, but hashes are then comparable
+/// only within one run.
+fn record_settings(cfg: &Config) -> Result<RecordSettings, String> {
+    let hmac_key = match &cfg.audit.hash_key {
+        Some(p) => std::fs::read(p).map_err(|e| format!("audit.hash_key {}: {e}", p.display()))?,
+        None => rand::random::<[u8; 32]>().to_vec(),
+    };
+    Ok(RecordSettings {
+        instance: cfg.audit.instance.clone(),
+        client_ip: match cfg.audit.client_ip {
+            config::ClientIp::Full => ClientIpMode::Full,
+            config::ClientIp::Truncate => ClientIpMode::Truncate,
+            config::ClientIp::Hash => ClientIpMode::Hash,
+        },
+        key_hash: cfg.audit.key_hash,
+        hmac_key,
+    })
+}
+
+fn audit_config(cfg: &Config) -> AuditConfig {
+    AuditConfig {
+        dir: cfg.audit.dir.clone(),
+        instance: cfg.audit.instance.clone(),
+        fsync: match cfg.audit.fsync {
+            config::Fsync::Always => FsyncMode::Always,
+            config::Fsync::Batch => FsyncMode::Batch,
+            config::Fsync::Never => FsyncMode::Never,
+        },
+        batch_ms: cfg.audit.batch_interval.as_millis() as u64,
+        queue: cfg.audit.queue,
+        segment_bytes: cfg.audit.segment_bytes,
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    let sources = reload_sources(&cfg);
+    match reload::initial(&sources) {
+        Ok((snap, warnings)) => {
+            for w in &warnings {
+                println!("{w}");
+            }
+            let t = &snap.rules.tables;
+            println!(
+                "ok: rules {} ({} tenants, {} buckets, {} bases), {} warning(s)",
+                snap.rules.version,
+                t.tenants.len(),
+                t.buckets.len(),
+                t.bases.len(),
+                warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("{e}");
+            }
+            println!("{} error(s)", errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_explain(path: &Path, q: &explain::Query) -> ExitCode {
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snap = match reload::initial(&reload_sources(&cfg)) {
+        Ok((snap, _)) => snap,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let record = match record_settings(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match explain::explain(&snap, &record, &hosts(&cfg), q) {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            match answer["decision"].as_str() {
+                Some("allow") => ExitCode::SUCCESS,
+                Some("monitor-deny") => ExitCode::from(3),
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(path: &Path) -> ExitCode {
+    init_tracing();
+    let cfg = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    use crate::proxy::forward::{start_embedded, Upstream, UpstreamOptions};
+    use crate::proxy::pipeline::{Gate, RequestIds, Settings};
+
+    let sources = reload_sources(&cfg);
+    let (first, warnings) = reload::initial(&sources).map_err(|e| e.join("\n"))?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let record = record_settings(&cfg)?;
+    let reloader = Arc::new(Reloader::new(
+        sources,
+        first,
+        metrics.clone(),
+        record.clone(),
+        hosts(&cfg),
+    ));
+
+    let audit = crate::audit::start(audit_config(&cfg))
+        .map_err(|e| format!("audit trail {}: {e}", cfg.audit.dir.display()))?;
+    metrics.register_audit(audit.clone());
+
+    let upstream_uri = match &cfg.upstream.target {
+        config::UpstreamTarget::Http(uri) => uri.clone(),
+        config::UpstreamTarget::Embedded(dir) => {
+            if !cfg.s3.virtual_host_domains.is_empty() {
+                return Err(
+                    "the built-in store (upstream embedded:) serves path-style requests only: \
+                     remove [s3] virtual_host_domains"
+                        .into(),
+                );
+            }
+            let addr = start_embedded(dir, &cfg.upstream.access_key, &cfg.upstream.secret_key)
+                .await
+                .map_err(|e| format!("embedded store {}: {e}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), %addr, "built-in local store started");
+            format!("http://{addr}")
+                .parse()
+                .map_err(|e| format!("{e}"))?
+        }
+    };
+    let upstream = Upstream::new(
+        &upstream_uri,
+        &UpstreamOptions {
+            connect_timeout: cfg.upstream.connect_timeout,
+            response_timeout: cfg.upstream.response_timeout,
+            pool_idle: cfg.upstream.pool_idle,
+        },
+    )?;
+
+    let s3_listener = tokio::net::TcpListener::bind(cfg.listen.s3)
+        .await
+        .map_err(|e| format!("listen {}: {e}", cfg.listen.s3))?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.listen.admin)
+        .await
+        .map_err(|e| format!("listen {}: {e}", cfg.listen.admin))?;
+    let s3_addr = s3_listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let gate = Arc::new(Gate {
+        snapshots: reloader.snapshots(),
+        settings: Settings {
+            hosts: hosts(&cfg),
+            trusted_proxies: cfg.network.trusted_proxies.clone(),
+            deny_detail_full: cfg.s3.deny_detail == config::DenyDetail::Full,
+            on_failure_allow: cfg.audit.on_failure == config::OnAuditFailure::Allow,
+            idle_timeout: cfg.upstream.idle_timeout,
+            record,
+        },
+        upstream,
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        ids: RequestIds::new(),
+    });
+    let admin = Arc::new(crate::admin::Admin {
+        metrics,
+        reloader: reloader.clone(),
+        audit: audit.clone(),
+    });
+
+    tokio::spawn(reloader.clone().watch(Duration::from_secs(1)));
+    {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            }
+        });
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.changed().await;
+        }
+    };
+    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, admin, admin_stop));
+    // Scripts and tests read the bound addresses from this line.
+    println!("gatekeeper listening s3={s3_addr} admin={admin_addr}");
+    tracing::info!(s3 = %s3_addr, admin = %admin_addr, "gatekeeper started");
+
+    crate::proxy::server::serve(s3_listener, gate, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = admin_task.await;
+    audit.shutdown().await;
+    tracing::info!("gatekeeper stopped");
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! A decision as the audit trail (and explain) shows it: ids become names,
+//! client addresses are minimised, keys hashed when configured.
+
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+
+use crate::audit::record::{
+    self, ClientIpMode, DecisionRecord, DestinationEntry, Endpoint, SourceEntry,
+};
+use crate::locate::Location;
+use crate::policy::{Decision, Facts};
+use crate::rules::model::RuleSet;
+use crate::snapshot::Snapshot;
+
+/// What `[audit]` says about the contents of a record.
+#[derive(Clone, Debug)]
+pub struct RecordSettings {
+    pub instance: String,
+    pub client_ip: ClientIpMode,
+    /// Replace object keys by their keyed HMAC.
+    pub key_hash: bool,
+    /// The HMAC key for hashed client addresses and keys.
+    pub hmac_key: Vec<u8>,
+}
+
+fn endpoint(rules: &RuleSet, l: &Location) -> Endpoint {
+    Endpoint {
+        region: l.region.map(|r| rules.region(r).id.to_string()),
+        country: l.country.map(|c| c.as_str().to_owned()),
+        jurisdiction: l
+            .jurisdiction
+            .map(|j| rules.jurisdiction_name(j).to_owned()),
+        via: l.via.map(|v| v.as_str().to_owned()),
+        peer: l.peer.map(|p| rules.peer(p).id.to_string()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn decision_record(
+    settings: &RecordSettings,
+    snap: &Snapshot,
+    facts: &Facts<'_>,
+    d: &Decision,
+    client_ip: IpAddr,
+    request_id: &str,
+    ts: OffsetDateTime,
+    status: Option<u16>,
+) -> DecisionRecord {
+    let rules = &snap.rules;
+    let req = facts.request;
+    let key = req.key.as_deref().map(|k| {
+        if settings.key_hash {
+            record::hash_key(k, &settings.hmac_key)
+        } else {
+            k.to_owned()
+        }
+    });
+    let source = req.copy_source.as_ref().map(|cs| {
+        let region = d
+            .source
+            .map(|b| rules.bucket(b).region.unwrap_or(snap.instance.region));
+        SourceEntry {
+            bucket: cs.bucket.clone(),
+            region: region.map(|r| rules.region(r).id.to_string()),
+            jurisdiction: region.map(|r| {
+                rules
+                    .jurisdiction_name(rules.region(r).jurisdiction)
+                    .to_owned()
+            }),
+        }
+    });
+    let destinations = (!d.destinations.is_empty()).then(|| {
+        d.destinations
+            .iter()
+            .map(|o| DestinationEntry {
+                bucket: o.bucket.clone(),
+                prefix: Some(o.prefix.clone()),
+                region: o.to.region.map(|r| rules.region(r).id.to_string()),
+                jurisdiction: o
+                    .to
+                    .jurisdiction
+                    .map(|j| rules.jurisdiction_name(j).to_owned()),
+                decision: o.verdict.as_str().to_owned(),
+                reason: o.reason.as_str().to_owned(),
+                basis: o.basis.map(|b| rules.basis(b).id.to_string()),
+            })
+            .collect()
+    });
+    let basis = d.basis.map(|b| rules.basis(b));
+    DecisionRecord {
+        ts: record::timestamp(ts),
+        instance: settings.instance.clone(),
+        request_id: request_id.to_owned(),
+        tenant: d.tenant.map(|t| rules.tenant(t).id.to_string()),
+        op: req.op.name().to_owned(),
+        direction: req.op.direction().as_str().to_owned(),
+        bucket: req.bucket.clone(),
+        key,
+        source,
+        destinations,
+        category: d.category.map(|c| rules.category(c).id.to_string()),
+        category_source: d.category_source.map(|s| s.as_str().to_owned()),
+        from: d.from.as_ref().map(|l| endpoint(rules, l)),
+        to: d.to.as_ref().map(|l| endpoint(rules, l)),
+        client_ip: Some(record::minimize_ip(
+            client_ip,
+            settings.client_ip,
+            &settings.hmac_key,
+        )),
+        decision: d.verdict.as_str().to_owned(),
+        reason: d.reason.as_str().to_owned(),
+        basis: basis.map(|b| b.id.to_string()),
+        basis_kind: basis.map(|b| b.kind.as_str().to_owned()),
+        mode: d.mode.map(|m| m.as_str().to_owned()),
+        status,
+        rules_version: rules.version.clone(),
+        geoip_build: Some(snap.geoip.build_epoch()),
+        ..DecisionRecord::default()
+    }
+}

@@ -1,0 +1,145 @@
+//! The upstream: a pooled hyper client, and the built-in local store.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::body::ReqBody;
+
+/// Why the upstream gave no response head.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// Could not connect, or the connection failed: `502`.
+    Unavailable(hyper_util::client::legacy::Error),
+    /// No response head within the configured time: `504`.
+    Timeout,
+}
+
+impl UpstreamError {
+    /// The `kind` label of `gatekeeper_upstream_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unavailable(e) if e.is_connect() => "connect",
+            UpstreamError::Unavailable(_) => "protocol",
+            UpstreamError::Timeout => "timeout",
+        }
+    }
+}
+
+pub struct Upstream {
+    client: Client<HttpConnector, ReqBody>,
+    scheme: Scheme,
+    authority: Authority,
+    response_timeout: Duration,
+}
+
+pub struct UpstreamOptions {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle: Duration,
+}
+
+impl Upstream {
+    pub fn new(base: &Uri, opts: &UpstreamOptions) -> Result<Upstream, String> {
+        let scheme = base
+            .scheme()
+            .cloned()
+            .ok_or("upstream url needs a scheme")?;
+        if scheme != Scheme::HTTP {
+            return Err(format!(
+                "upstream scheme {scheme} is not supported yet; use http://"
+            ));
+        }
+        let authority = base
+            .authority()
+            .cloned()
+            .ok_or("upstream url needs a host")?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(opts.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(opts.pool_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // The client's own Host header is what it signed; it is never replaced.
+            .set_host(false)
+            .build(connector);
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            response_timeout: opts.response_timeout,
+        })
+    }
+
+    /// Sends the request as the client sent it: same method, target, headers
+    /// and body bytes. Only the connection it travels on changes.
+    pub async fn send(
+        &self,
+        mut req: Request<ReqBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let original = req.uri().clone();
+        // HTTP/2 clients name the host only in :authority; HTTP/1.1 upstreams
+        // need it as Host, and it is the value the client signed.
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Some(a) = original.authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    req.headers_mut().insert(http::header::HOST, v);
+                }
+            }
+        }
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = original.path_and_query().cloned();
+        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+        *req.version_mut() = http::Version::HTTP_11;
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(UpstreamError::Unavailable(e)),
+            Err(_) => Err(UpstreamError::Timeout),
+        }
+    }
+}
+
+/// Starts the built-in local S3 store (s3s-fs over `dir`) on an ephemeral
+/// loopback port and returns its address; it checks SigV4 with the given
+/// keys. It serves path-style requests only: s3s matches virtual-host
+/// domains with the port included, and would read any other Host as a
+/// CNAME bucket, so the gate and the store could disagree on the bucket.
+pub async fn start_embedded(
+    dir: &Path,
+    access_key: &str,
+    secret_key: &str,
+) -> std::io::Result<SocketAddr> {
+    use s3s::service::S3ServiceBuilder;
+    std::fs::create_dir_all(dir)?;
+    let fs = s3s_fs::FileSystem::new(dir).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+    let service = b.build();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = server
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    Ok(addr)
+}

@@ -1,0 +1,584 @@
+//! The phases of DESIGN §2, once per request: classify, locate, decide,
+//! audit, forward, recheck, complete.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use ipnet::IpNet;
+use time::OffsetDateTime;
+
+use super::body::{BodyProgress, Ending, OnEnd, ReqBody, RespBody, UpstreamBody};
+use super::forward::{Upstream, UpstreamError};
+use crate::audit::record::CompletionRecord;
+use crate::audit::AuditHandle;
+use crate::describe::{self, RecordSettings};
+use crate::locate;
+use crate::metrics::Metrics;
+use crate::policy::{self, Decision, Facts, NoTrace, Reason, Verdict};
+use crate::rules::model::PeerId;
+use crate::s3::{self, replication, Direction, Hosts, S3Error, S3Request};
+use crate::snapshot::Snapshot;
+
+/// The header that carries a stored or declared category.
+const CATEGORY_HEADER: &str = "x-amz-meta-data-category";
+
+/// What the connection tells about the requester.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The `[[peer]]` an mTLS client certificate matched.
+    pub peer_id: Option<PeerId>,
+}
+
+/// Settings of the S3 listener that no reload changes.
+pub struct Settings {
+    pub hosts: Hosts,
+    pub trusted_proxies: Vec<IpNet>,
+    /// `[s3] deny_detail = "full"`: denials name tenant, category and
+    /// jurisdictions to the client.
+    pub deny_detail_full: bool,
+    /// `audit.on_failure = "allow"`: forward even when the decision record
+    /// could not be written.
+    pub on_failure_allow: bool,
+    /// An upstream body that goes quiet this long is cut off.
+    pub idle_timeout: Duration,
+    pub record: RecordSettings,
+}
+
+/// Request ids unique across restarts and gates: a random prefix per process
+/// and a counter.
+pub struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        RequestIds {
+            prefix: rand::random(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:08x}{:012x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
+pub struct Gate {
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    pub settings: Settings,
+    pub upstream: Upstream,
+    pub audit: AuditHandle,
+    pub metrics: Arc<Metrics>,
+    pub ids: RequestIds,
+}
+
+pub type Body = RespBody<Completion>;
+
+/// Proof that a decision let the request through; `forward` takes nothing
+/// else, so a request cannot reach the upstream undecided.
+pub struct Permit(());
+
+/// What the gate answers itself: a decision it enforces, or bad input.
+struct Refusal<'a> {
+    error: S3Error,
+    decision: &'static str,
+    reason: &'static str,
+    resource: &'a str,
+    request_id: &'a str,
+    /// The request body was left unread: the connection cannot be reused.
+    close: bool,
+}
+
+impl Gate {
+    pub async fn handle(self: Arc<Self>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let request_id = self.ids.next();
+        let snap = self.snapshots.load_full();
+        let resource = req.uri().path().to_owned();
+        let unread = has_body(req.headers());
+
+        let s3req = match s3::classify(req.method(), req.uri(), req.headers(), &self.settings.hosts)
+        {
+            Ok(r) => r,
+            Err(error) => {
+                self.metrics
+                    .refused
+                    .with_label_values(&[&error.status.to_string()])
+                    .inc();
+                let reason = if error.status == 501 {
+                    "not_implemented"
+                } else {
+                    "bad_request"
+                };
+                return refuse(Refusal {
+                    error,
+                    decision: "deny",
+                    reason,
+                    resource: &resource,
+                    request_id: &request_id,
+                    close: unread,
+                });
+            }
+        };
+
+        let client_ip = locate::client_ip(
+            conn.peer.ip(),
+            req.headers(),
+            &self.settings.trusted_proxies,
+        );
+        let requester = locate::locate(&snap.rules, &snap.geoip, conn.peer_id, client_ip);
+
+        let (parts, body) = req.into_parts();
+        let progress = Arc::new(BodyProgress::default());
+        let (destinations, body) = match s3req.op.config_body() {
+            Some(kind) => match read_config_body(&parts.headers, body).await {
+                Ok(bytes) => match replication::destinations(kind, &bytes) {
+                    Ok(d) => (d, ReqBody::Bytes(Some(bytes))),
+                    Err(error) => return self.bad_input(error, &resource, &request_id, false),
+                },
+                Err(error) => return self.bad_input(error, &resource, &request_id, true),
+            },
+            None => (
+                Vec::new(),
+                ReqBody::Stream {
+                    inner: body,
+                    progress: progress.clone(),
+                },
+            ),
+        };
+
+        let arrival = OffsetDateTime::now_utc();
+        let facts = Facts {
+            request: &s3req,
+            destinations: &destinations,
+            requester,
+            stored_category: None,
+            today: arrival.date(),
+        };
+        let decision = policy::decide(&snap.rules, &snap.instance, &facts, &mut NoTrace);
+        self.metrics
+            .decision_duration
+            .observe(start.elapsed().as_secs_f64());
+
+        let mut verdict = decision.verdict;
+        let mut reason = decision.reason;
+        let status = if verdict.forwards() {
+            None
+        } else {
+            Some(reason.deny_status())
+        };
+        let record = describe::decision_record(
+            &self.settings.record,
+            &snap,
+            &facts,
+            &decision,
+            client_ip,
+            &request_id,
+            arrival,
+            status,
+        );
+        if self.audit.decision(record).await.is_err()
+            && verdict.forwards()
+            && !self.settings.on_failure_allow
+        {
+            verdict = Verdict::Deny;
+            reason = Reason::AuditUnavailable;
+        }
+        self.count(&snap, &s3req, &decision, verdict, reason);
+
+        if !verdict.forwards() {
+            let error = self.denial(&snap, &decision, reason);
+            return refuse(Refusal {
+                error,
+                decision: verdict.as_str(),
+                reason: reason.as_str(),
+                resource: &resource,
+                request_id: &request_id,
+                close: unread,
+            });
+        }
+
+        let completion = Completion {
+            audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
+            request_id: request_id.clone(),
+            start,
+            status: 0,
+            progress,
+            category: decision
+                .category
+                .map(|c| snap.rules.category(c).id.to_string()),
+            bytes_metric: transfer_labels(&snap, &decision, s3req.op.direction()),
+            instance: self.settings.record.instance.clone(),
+        };
+        let permit = Permit(());
+        self.forward(
+            permit,
+            &snap,
+            &s3req,
+            &facts,
+            &decision,
+            verdict,
+            reason,
+            completion,
+            Request::from_parts(parts, body),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        _permit: Permit,
+        snap: &Snapshot,
+        s3req: &S3Request,
+        facts: &Facts<'_>,
+        decision: &Decision,
+        verdict: Verdict,
+        reason: Reason,
+        mut completion: Completion,
+        req: Request<ReqBody>,
+    ) -> Response<Body> {
+        let resource = req.uri().path().to_owned();
+        let request_id = completion.request_id.clone();
+        let resp = match self.upstream.send(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .upstream_errors
+                    .with_label_values(&[e.kind()])
+                    .inc();
+                let error = match &e {
+                    UpstreamError::Timeout => S3Error::new(
+                        504,
+                        "GatewayTimeout",
+                        "the upstream did not answer in time".into(),
+                    ),
+                    UpstreamError::Unavailable(err) => {
+                        tracing::warn!(error = %err, "upstream request failed");
+                        S3Error::new(502, "BadGateway", "the upstream is unavailable".into())
+                    }
+                };
+                completion.status = error.status;
+                completion.record(Outcome::UpstreamError, 0);
+                return refuse(Refusal {
+                    error,
+                    decision: verdict.as_str(),
+                    reason: reason.as_str(),
+                    resource: &resource,
+                    request_id: &request_id,
+                    close: false,
+                });
+            }
+        };
+
+        let (mut parts, body) = resp.into_parts();
+        let mut verdict = verdict;
+        let mut reason = reason;
+        if s3req.op.direction() == Direction::Egress && parts.status.is_success() {
+            if let Some(stored) = parts.headers.get(CATEGORY_HEADER) {
+                let stored = stored.to_str().unwrap_or("\u{fffd}");
+                let recheck = Facts {
+                    stored_category: Some(stored),
+                    ..*facts
+                };
+                let second = policy::decide(&snap.rules, &snap.instance, &recheck, &mut NoTrace);
+                completion.category = second
+                    .category
+                    .map(|c| snap.rules.category(c).id.to_string());
+                if second.verdict != decision.verdict || second.reason != decision.reason {
+                    self.count(snap, s3req, &second, second.verdict, second.reason);
+                }
+                if !second.verdict.forwards() {
+                    // Every upstream header and the body are dropped here.
+                    drop(body);
+                    let error = self.denial(snap, &second, second.reason);
+                    completion.status = error.status;
+                    completion.record(Outcome::RecheckDenied, 0);
+                    return refuse(Refusal {
+                        error,
+                        decision: second.verdict.as_str(),
+                        reason: second.reason.as_str(),
+                        resource: &resource,
+                        request_id: &request_id,
+                        close: false,
+                    });
+                }
+                verdict = second.verdict;
+                reason = second.reason;
+            }
+        }
+        completion.status = parts.status.as_u16();
+        mark(
+            &mut parts.headers,
+            verdict.as_str(),
+            reason.as_str(),
+            &request_id,
+        );
+        Response::from_parts(
+            parts,
+            RespBody::Upstream(UpstreamBody::new(
+                body,
+                self.settings.idle_timeout,
+                completion,
+            )),
+        )
+    }
+
+    fn bad_input(
+        &self,
+        error: S3Error,
+        resource: &str,
+        request_id: &str,
+        close: bool,
+    ) -> Response<Body> {
+        self.metrics
+            .refused
+            .with_label_values(&[&error.status.to_string()])
+            .inc();
+        refuse(Refusal {
+            error,
+            decision: "deny",
+            reason: "bad_request",
+            resource,
+            request_id,
+            close,
+        })
+    }
+
+    /// The client-facing error of a denial: the reason only, or with
+    /// `deny_detail = "full"` who, what and where.
+    fn denial(&self, snap: &Snapshot, d: &Decision, reason: Reason) -> S3Error {
+        let mut message = match reason {
+            Reason::InvalidCategory => format!("invalid {CATEGORY_HEADER}: {}", reason.as_str()),
+            Reason::AuditUnavailable => "the audit trail cannot record this request".to_owned(),
+            _ => format!("cross-border transfer denied: {}", reason.as_str()),
+        };
+        if self.settings.deny_detail_full {
+            let rules = &snap.rules;
+            let jur = |l: Option<crate::locate::Location>| {
+                l.and_then(|l| l.jurisdiction)
+                    .map_or("unknown", |j| rules.jurisdiction_name(j))
+                    .to_owned()
+            };
+            message.push_str(&format!(
+                " (tenant {}, category {}, {} -> {})",
+                d.tenant.map_or("none", |t| &rules.tenant(t).id),
+                d.category.map_or("none", |c| &rules.category(c).id),
+                jur(d.from),
+                jur(d.to),
+            ));
+        }
+        let (status, code) = match reason.deny_status() {
+            400 => (400, "InvalidArgument"),
+            503 => (503, "ServiceUnavailable"),
+            s => (s, "AccessDenied"),
+        };
+        S3Error::new(status, code, message)
+    }
+
+    fn count(
+        &self,
+        snap: &Snapshot,
+        s3req: &S3Request,
+        d: &Decision,
+        verdict: Verdict,
+        reason: Reason,
+    ) {
+        self.metrics.request(s3req.op.direction(), verdict, reason);
+        if let (Some(from), Some(to)) = (
+            d.from.and_then(|l| l.jurisdiction),
+            d.to.and_then(|l| l.jurisdiction),
+        ) {
+            self.metrics
+                .transfers
+                .with_label_values(&[
+                    snap.rules.jurisdiction_name(from),
+                    snap.rules.jurisdiction_name(to),
+                    verdict.as_str(),
+                ])
+                .inc();
+        }
+    }
+}
+
+fn transfer_labels(snap: &Snapshot, d: &Decision, direction: Direction) -> Option<[String; 3]> {
+    let from = d.from?.jurisdiction?;
+    let to = d.to?.jurisdiction?;
+    Some([
+        snap.rules.jurisdiction_name(from).to_owned(),
+        snap.rules.jurisdiction_name(to).to_owned(),
+        direction.as_str().to_owned(),
+    ])
+}
+
+/// Whether the request announces a body (which an early answer leaves
+/// unread on the connection).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// Reads a configuration body the gate must parse, refusing it past the cap
+/// before reading when Content-Length already says so.
+async fn read_config_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, S3Error> {
+    let too_big = || {
+        S3Error::new(
+            400,
+            "MaxMessageLengthExceeded",
+            format!(
+                "configuration body over {} bytes",
+                replication::MAX_CONFIG_BODY
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > replication::MAX_CONFIG_BODY as u64) {
+        return Err(too_big());
+    }
+    match http_body_util::Limited::new(body, replication::MAX_CONFIG_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+        Err(_) => Err(S3Error::new(
+            400,
+            "IncompleteBody",
+            "the request body ended early".into(),
+        )),
+    }
+}
+
+fn mark(headers: &mut HeaderMap, decision: &str, reason: &str, request_id: &str) {
+    let value =
+        |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    headers.insert("x-gatekeeper-decision", value(decision));
+    headers.insert("x-gatekeeper-reason", value(reason));
+    headers.insert("x-gatekeeper-request-id", value(request_id));
+}
+
+fn refuse(r: Refusal<'_>) -> Response<Body> {
+    let xml = r.error.xml(r.resource, r.request_id);
+    let mut resp = Response::new(RespBody::Full(Some(Bytes::from(xml))));
+    *resp.status_mut() = StatusCode::from_u16(r.error.status).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if r.close {
+        // An `Expect: 100-continue` body was never asked for, and any other
+        // unread body cannot be skipped safely: end the connection.
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    mark(headers, r.decision, r.reason, r.request_id);
+    resp
+}
+
+/// `outcome` of a completion record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    Complete,
+    ClientAborted,
+    UpstreamError,
+    RecheckDenied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::ClientAborted => "client_aborted",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::RecheckDenied => "recheck_denied",
+        }
+    }
+}
+
+/// Writes the completion record of a forwarded request when it ends.
+pub struct Completion {
+    audit: AuditHandle,
+    metrics: Arc<Metrics>,
+    request_id: String,
+    instance: String,
+    start: Instant,
+    status: u16,
+    progress: Arc<BodyProgress>,
+    category: Option<String>,
+    /// (from, to, direction) of `gatekeeper_transfer_bytes_total`.
+    bytes_metric: Option<[String; 3]>,
+}
+
+impl Completion {
+    fn record(&mut self, outcome: Outcome, bytes_out: u64) {
+        let bytes_in = self.progress.bytes.load(Ordering::Relaxed);
+        let outcome =
+            if outcome == Outcome::Complete && self.progress.failed.load(Ordering::Relaxed) {
+                Outcome::ClientAborted
+            } else {
+                outcome
+            };
+        let elapsed = self.start.elapsed();
+        self.metrics.request_duration.observe(elapsed.as_secs_f64());
+        if let Some([from, to, direction]) = &self.bytes_metric {
+            let moved = if direction == "egress" {
+                bytes_out
+            } else {
+                bytes_in
+            };
+            self.metrics
+                .transfer_bytes
+                .with_label_values(&[from.as_str(), to.as_str(), direction.as_str()])
+                .inc_by(moved);
+        }
+        let rec = CompletionRecord {
+            instance: self.instance.clone(),
+            request_id: self.request_id.clone(),
+            outcome: outcome.as_str().to_owned(),
+            status: self.status,
+            bytes_in,
+            bytes_out,
+            duration_ms: elapsed.as_millis() as u64,
+            category: self.category.clone(),
+            ..CompletionRecord::default()
+        };
+        let audit = self.audit.clone();
+        tokio::spawn(async move { audit.completion(rec).await });
+    }
+}
+
+impl OnEnd for Completion {
+    fn end(&mut self, ending: Ending, bytes_out: u64) {
+        let outcome = match ending {
+            Ending::Complete => Outcome::Complete,
+            Ending::ClientAborted => Outcome::ClientAborted,
+            Ending::UpstreamError => Outcome::UpstreamError,
+        };
+        self.record(outcome, bytes_out);
+    }
+}

@@ -1,0 +1,388 @@
+//! Real parts on loopback for the integration tests: an s3s-fs S3 server
+//! that checks SigV4, the `gatekeeper` binary itself, and boto3 as the
+//! signing client. Everything binds 127.0.0.1 on port 0.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const ACCESS_KEY: &str = "AKIDGATEKEEPERTEST";
+pub const SECRET_KEY: &str = "gatekeeper-test-secret-key";
+
+/// The repository's own test GeoIP database (known answers in geoip/README.md).
+pub fn geoip_db() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/GeoIP2-Country-Test.mmdb")
+}
+
+/// An s3s-fs server on its own runtime, as the upstream.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = rt
+            .block_on(gatekeeper::proxy::forward::start_embedded(
+                dir.path(),
+                ACCESS_KEY,
+                SECRET_KEY,
+            ))
+            .unwrap();
+        Upstream { addr, dir, _rt: rt }
+    }
+}
+
+/// The gatekeeper binary, started on a config and rules written for the
+/// test.
+pub struct Gate {
+    child: Child,
+    pub s3: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+/// A small rule set the tests decide against: loopback is a trusted proxy
+/// inside Beijing, so a test chooses the requester's country with
+/// `X-Forwarded-For` (answers from the test GeoIP database).
+pub const TEST_RULES: &str = r#"
+[[jurisdiction]]
+id = "CN"
+countries = ["CN"]
+
+[[jurisdiction]]
+id = "EU"
+countries = ["AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO"]
+
+[[jurisdiction]]
+id = "HK"
+countries = ["HK"]
+
+[[jurisdiction]]
+id = "US"
+countries = ["US"]
+export = "free"
+
+[[region]]
+id = "cn-beijing-6"
+jurisdiction = "CN"
+
+[[region]]
+id = "cn-shanghai-2"
+jurisdiction = "CN"
+
+[[region]]
+id = "eu-frankfurt-1"
+jurisdiction = "EU"
+
+[[region]]
+id = "us-east-1"
+jurisdiction = "US"
+
+[[category]]
+id = "public"
+rank = 10
+cross_border = "free"
+
+[[category]]
+id = "content"
+rank = 20
+cross_border = "basis"
+
+[[category]]
+id = "account"
+rank = 30
+cross_border = "basis"
+
+[[category]]
+id = "identity"
+rank = 50
+cross_border = "never"
+
+[[tenant]]
+id = "acme"
+home_regions = ["cn-beijing-6", "cn-shanghai-2"]
+default_category = "content"
+
+[[tenant]]
+id = "globex"
+home_regions = ["eu-frankfurt-1", "us-east-1"]
+default_category = "account"
+
+[[tenant]]
+id = "initech"
+home_regions = ["cn-beijing-6"]
+default_category = "content"
+mode = "monitor"
+monitor_until = 2999-12-31
+
+[[bucket]]
+name = "acme-data"
+tenant = "acme"
+region = "cn-beijing-6"
+
+[[bucket]]
+name = "acme-sh"
+tenant = "acme"
+region = "cn-shanghai-2"
+
+[[bucket]]
+name = "acme-hr"
+tenant = "acme"
+category = "identity"
+
+[[bucket]]
+name = "acme-www"
+tenant = "acme"
+category = "public"
+max_category = "public"
+
+[[bucket]]
+name = "globex-eu"
+tenant = "globex"
+region = "eu-frankfurt-1"
+
+[[bucket]]
+name = "acme-eu"
+tenant = "acme"
+region = "eu-frankfurt-1"
+
+[[bucket]]
+name = "globex-us"
+tenant = "globex"
+region = "us-east-1"
+
+[[bucket]]
+name = "initech-data"
+tenant = "initech"
+
+[[classify]]
+bucket = "acme-data"
+prefix = "staff/"
+category = "identity"
+
+[[classify]]
+bucket = "acme-data"
+prefix = "pub/"
+category = "public"
+
+[[network]]
+cidr = "127.0.0.0/8"
+region = "cn-beijing-6"
+
+[[basis]]
+id = "acme-hk-contract"
+tenant = "acme"
+kind = "pipl-standard-contract"
+from = "CN"
+to = ["HK"]
+categories = ["content"]
+valid_from = 2024-01-01
+valid_until = 2999-12-31
+evidence = "test"
+
+[[basis]]
+id = "gb-adequacy"
+tenant = "*"
+kind = "adequacy"
+from = "EU"
+to = ["GB"]
+categories = ["*"]
+valid_from = 2021-06-28
+valid_until = 2999-12-31
+evidence = "test"
+"#;
+
+impl Gate {
+    /// Starts the gate with `TEST_RULES` (or `rules`), in front of
+    /// `upstream`; `extra` is appended to the generated gatekeeper.toml.
+    pub fn start(upstream_url: &str, rules: &str, extra: &str) -> Gate {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/test.toml"), rules).unwrap();
+        let config = format!(
+            r#"
+region = "cn-beijing-6"
+rules = "rules"
+
+[listen]
+s3 = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+
+[upstream]
+url = "{upstream_url}"
+response_timeout_ms = 5000
+
+[s3]
+hosts = ["localhost", "127.0.0.1"]
+virtual_host_domains = ["s3.localhost"]
+
+[geoip]
+database = "{geoip}"
+
+[network]
+trusted_proxies = ["127.0.0.1/32"]
+
+[audit]
+dir = "audit"
+instance = "test-gate"
+{extra}
+"#,
+            geoip = geoip_db().display(),
+        );
+        std::fs::write(dir.path().join("gatekeeper.toml"), config).unwrap();
+        Gate::spawn(dir)
+    }
+
+    /// Starts the binary on the gatekeeper.toml in `dir`; waits for the line
+    /// that names its listeners.
+    pub fn spawn(dir: tempfile::TempDir) -> Gate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
+            .arg("serve")
+            .arg("-c")
+            .arg(dir.path().join("gatekeeper.toml"))
+            .env("RUST_LOG", "gatekeeper=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("gatekeeper printed its listeners");
+        // "gatekeeper listening s3=ADDR admin=ADDR"
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        Gate {
+            s3: field("s3="),
+            admin: field("admin="),
+            child,
+            dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3.port())
+    }
+
+    /// Runs boto3 with the test prelude and `script`; returns what the
+    /// script printed as JSON.
+    pub fn boto(&self, script: &str) -> serde_json::Value {
+        let prelude = include_str!("../client/prelude.py");
+        let output = Command::new("python3")
+            .arg("-c")
+            .arg(format!("{prelude}\n{script}"))
+            .env("GK_ENDPOINT", self.endpoint())
+            .env("GK_ACCESS_KEY", ACCESS_KEY)
+            .env("GK_SECRET_KEY", SECRET_KEY)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "boto3 script failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("bad JSON from script ({e}): {stdout}"))
+    }
+
+    /// Every audit record written so far, oldest first.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("audit"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The records of one request (decision, then completion), waiting
+    /// briefly for the completion record, which is written when the body
+    /// ends.
+    pub fn records_of(&self, request_id: &str, want: usize) -> Vec<serde_json::Value> {
+        for _ in 0..100 {
+            let recs: Vec<_> = self
+                .audit()
+                .into_iter()
+                .filter(|r| r["request_id"] == request_id)
+                .collect();
+            if recs.len() >= want {
+                return recs;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("fewer than {want} audit records for {request_id}");
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_raw(
+            self.admin,
+            &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 exchange: what is on the wire is exactly what the test
+/// wrote. Returns the status and the whole response text.
+pub fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
