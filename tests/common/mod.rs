@@ -222,7 +222,7 @@ admin = "127.0.0.1:0"
 
 [upstream]
 url = "{upstream_url}"
-response_timeout_ms = 5000
+response_timeout_ms = 120000
 
 [s3]
 hosts = ["localhost", "127.0.0.1"]
