@@ -73,14 +73,8 @@ enum Command {
     /// Read and verify the audit trail.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: crate::audit::cli::AuditCommand,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum AuditCommand {
-    /// Check every hash link across every segment; name the first break.
-    Verify { dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -126,24 +120,7 @@ pub fn main() -> ExitCode {
             };
             run_explain(&config, &q)
         }
-        Command::Audit {
-            command: AuditCommand::Verify { dir },
-        } => match crate::audit::verify_chain(&dir) {
-            Ok(summary) => {
-                println!(
-                    "verified: {} record(s) in {} segment(s); last seq {}, hash {}",
-                    summary.records,
-                    summary.segments,
-                    summary.last_seq.map_or("-".to_owned(), |s| s.to_string()),
-                    summary.last_hash
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Audit { command } => crate::audit::cli::run(command),
     }
 }
 

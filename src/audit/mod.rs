@@ -38,6 +38,7 @@
 //! torn last line and appends a `recovery` record that says what it cut.
 
 pub mod chain;
+pub mod cli;
 pub mod record;
 pub mod writer;
 
