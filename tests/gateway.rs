@@ -473,3 +473,63 @@ out(n)
         "peak RSS grew by {growth} KiB while streaming 256 MiB"
     );
 }
+
+/// A browser form upload names its key and category in fields before the
+/// file: the gate decides on those, and the file streams on unchanged.
+#[test]
+fn a_form_upload_is_decided_on_its_fields() {
+    let (_up, gate) = setup();
+    let r = gate.boto(
+        r#"
+import http.client, urllib.parse, uuid
+s3 = client()
+
+def post(bucket, key, body, category=None):
+    fields = {"x-amz-meta-data-category": category} if category else {}
+    conditions = [{"x-amz-meta-data-category": category}] if category else []
+    p = s3.generate_presigned_post(bucket, key, Fields=fields, Conditions=conditions)
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in p["fields"].items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n'
+                 f'Content-Type: application/octet-stream\r\n\r\n'.encode() + body
+                 + f'\r\n--{boundary}--\r\n'.encode())
+    data = b"".join(parts)
+    url = urllib.parse.urlsplit(p["url"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("POST", url.path, body=data,
+                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    resp = conn.getresponse()
+    return {"status": resp.status, "body": resp.read().decode(errors="replace"),
+            "id": resp.getheader("x-gatekeeper-request-id"),
+            "reason": resp.getheader("x-gatekeeper-reason")}
+
+body = bytes(range(256)) * 1024
+ok = post("acme-data", "forms/upload.bin", body)
+got = attempt(s3.get_object, Bucket="acme-data", Key="forms/upload.bin")
+same = got["ok"] and got["result"]["Body"].read() == body
+denied = post("acme-www", "forms/id.jpg", b"face", category="identity")
+out({"ok": ok, "same": same, "denied": denied})
+"#,
+    );
+    assert!(
+        (200..300).contains(&r["ok"]["status"].as_u64().unwrap()),
+        "{r}"
+    );
+    assert_eq!(r["same"], true, "{r}");
+    let recs = gate.records_of(r["ok"]["id"].as_str().unwrap(), 2);
+    assert_eq!(recs[0]["op"], "PostObject");
+    assert_eq!(recs[0]["key"], "forms/upload.bin");
+    assert_eq!(recs[0]["decision"], "allow");
+    assert_eq!(recs[1]["bytes_in"].as_u64().unwrap() > 256 * 1024, true);
+
+    assert_eq!(r["denied"]["status"], 400, "{r}");
+    assert_eq!(r["denied"]["reason"], "invalid_category");
+    assert!(r["denied"]["body"]
+        .as_str()
+        .unwrap()
+        .contains("<Code>InvalidArgument</Code>"));
+    let recs = gate.records_of(r["denied"]["id"].as_str().unwrap(), 1);
+    assert_eq!(recs[0]["key"], "forms/id.jpg");
+    assert_eq!(recs[0]["reason"], "invalid_category");
+}

@@ -25,6 +25,9 @@ pub struct BodyProgress {
 /// read itself (configuration XML), forwarded exactly as received.
 pub enum ReqBody {
     Stream {
+        /// Bytes the gate already read to decide (a POST form's fields),
+        /// sent on before the rest of `inner`.
+        prefix: Option<Bytes>,
         inner: Incoming,
         progress: Arc<BodyProgress>,
     },
@@ -40,7 +43,15 @@ impl Body for ReqBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ReqBody::Stream { inner, progress } => {
+            ReqBody::Stream {
+                prefix,
+                inner,
+                progress,
+            } => {
+                if let Some(p) = prefix.take() {
+                    progress.bytes.fetch_add(p.len() as u64, Ordering::Relaxed);
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
                 let frame = ready!(Pin::new(inner).poll_frame(cx));
                 match &frame {
                     Some(Ok(f)) => {
@@ -59,14 +70,23 @@ impl Body for ReqBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+            ReqBody::Stream { prefix, inner, .. } => prefix.is_none() && inner.is_end_stream(),
             ReqBody::Bytes(b) => b.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ReqBody::Stream { inner, .. } => inner.size_hint(),
+            ReqBody::Stream { prefix, inner, .. } => {
+                let rest = inner.size_hint();
+                let read = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let mut hint = SizeHint::new();
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + read);
+                }
+                hint.set_lower(rest.lower() + read);
+                hint
+            }
             ReqBody::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ReqBody::Bytes(None) => SizeHint::with_exact(0),
         }

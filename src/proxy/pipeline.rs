@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -23,7 +23,8 @@ use crate::locate;
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, Facts, NoTrace, Reason, Verdict};
 use crate::rules::model::PeerId;
-use crate::s3::{self, replication, Direction, Hosts, S3Error, S3Request};
+use crate::s3::post::{self, PostForm};
+use crate::s3::{self, replication, Direction, Hosts, Op, S3Error, S3Request};
 use crate::snapshot::Snapshot;
 
 /// The header that carries a stored or declared category.
@@ -116,29 +117,29 @@ impl Gate {
         let resource = req.uri().path().to_owned();
         let unread = has_body(req.headers());
 
-        let s3req = match s3::classify(req.method(), req.uri(), req.headers(), &self.settings.hosts)
-        {
-            Ok(r) => r,
-            Err(error) => {
-                self.metrics
-                    .refused
-                    .with_label_values(&[&error.status.to_string()])
-                    .inc();
-                let reason = if error.status == 501 {
-                    "not_implemented"
-                } else {
-                    "bad_request"
-                };
-                return refuse(Refusal {
-                    error,
-                    decision: "deny",
-                    reason,
-                    resource: &resource,
-                    request_id: &request_id,
-                    close: unread,
-                });
-            }
-        };
+        let mut s3req =
+            match s3::classify(req.method(), req.uri(), req.headers(), &self.settings.hosts) {
+                Ok(r) => r,
+                Err(error) => {
+                    self.metrics
+                        .refused
+                        .with_label_values(&[&error.status.to_string()])
+                        .inc();
+                    let reason = if error.status == 501 {
+                        "not_implemented"
+                    } else {
+                        "bad_request"
+                    };
+                    return refuse(Refusal {
+                        error,
+                        decision: "deny",
+                        reason,
+                        resource: &resource,
+                        request_id: &request_id,
+                        close: unread,
+                    });
+                }
+            };
 
         let client_ip = locate::client_ip(
             conn.peer.ip(),
@@ -157,9 +158,28 @@ impl Gate {
                 },
                 Err(error) => return self.bad_input(error, &resource, &request_id, true),
             },
+            // S3 takes a form upload's key and metadata from the fields
+            // before the file, so the gate reads that far before deciding;
+            // the file itself still streams.
+            None if s3req.op == Op::PostObject => match read_form(&parts.headers, body).await {
+                Ok((form, prefix, inner)) => {
+                    s3req.key = Some(form.key);
+                    s3req.declared_category = form.declared_category;
+                    (
+                        Vec::new(),
+                        ReqBody::Stream {
+                            prefix: Some(prefix),
+                            inner,
+                            progress: progress.clone(),
+                        },
+                    )
+                }
+                Err(error) => return self.bad_input(error, &resource, &request_id, true),
+            },
             None => (
                 Vec::new(),
                 ReqBody::Stream {
+                    prefix: None,
                     inner: body,
                     progress: progress.clone(),
                 },
@@ -471,6 +491,37 @@ async fn read_config_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, 
             "IncompleteBody",
             "the request body ended early".into(),
         )),
+    }
+}
+
+/// Reads a POST upload up to the end of the fields that precede its file
+/// part, returning them with the bytes read and the unread rest.
+async fn read_form(
+    headers: &HeaderMap,
+    mut body: Incoming,
+) -> Result<(PostForm, Bytes, Incoming), S3Error> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut read = BytesMut::new();
+    loop {
+        let data = match body.frame().await {
+            Some(Ok(frame)) => frame.into_data().map_err(|_| {
+                S3Error::bad_request("trailers before the file part of a form upload")
+            })?,
+            Some(Err(_)) | None => {
+                return Err(S3Error::new(
+                    400,
+                    "IncompleteBody",
+                    "the form ended before its file part".into(),
+                ))
+            }
+        };
+        read.extend_from_slice(&data);
+        if let Some(form) = post::form_fields(content_type, &read)? {
+            return Ok((form, read.freeze(), body));
+        }
     }
 }
 
