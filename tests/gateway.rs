@@ -521,7 +521,7 @@ out({"ok": ok, "same": same, "denied": denied})
     assert_eq!(recs[0]["op"], "PostObject");
     assert_eq!(recs[0]["key"], "forms/upload.bin");
     assert_eq!(recs[0]["decision"], "allow");
-    assert_eq!(recs[1]["bytes_in"].as_u64().unwrap() > 256 * 1024, true);
+    assert!(recs[1]["bytes_in"].as_u64().unwrap() > 256 * 1024);
 
     assert_eq!(r["denied"]["status"], 400, "{r}");
     assert_eq!(r["denied"]["reason"], "invalid_category");
