@@ -281,6 +281,38 @@ fn a_denied_expect_continue_upload_is_answered_without_reading_the_body() {
     assert!(text.contains("<Code>AccessDenied</Code>"), "{text}");
 }
 
+/// An allowed upload gets `100 Continue` only after its decision, and the
+/// body that follows reaches the upstream whole.
+#[test]
+fn an_allowed_expect_continue_upload_goes_through() {
+    let (up, gate) = setup();
+    let r = gate.boto(
+        r#"
+import socket, urllib.parse
+s3 = client()
+url = s3.generate_presigned_url("put_object", Params={"Bucket": "acme-data", "Key": "continued"})
+u = urllib.parse.urlsplit(url)
+sock = socket.create_connection((u.hostname, u.port), timeout=30)
+body = b"c" * 300000
+sock.sendall(f"PUT {u.path}?{u.query} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+             f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+interim = sock.recv(4096).decode()
+sock.sendall(body)
+final = b""
+while b"\r\n\r\n" not in final:
+    final += sock.recv(4096)
+out({"interim": interim, "final": final.decode(errors="replace")})
+"#,
+    );
+    let interim = r["interim"].as_str().unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{r}");
+    let last = r["final"].as_str().unwrap();
+    assert!(last.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(last.contains("x-gatekeeper-decision: allow"), "{r}");
+    let stored = std::fs::read(up.dir.path().join("acme-data/continued")).unwrap();
+    assert_eq!(stored, vec![b'c'; 300000]);
+}
+
 #[test]
 fn presigned_multipart_and_copy_pass_through() {
     let (_up, gate) = setup();

@@ -282,6 +282,25 @@ impl Gate {
         let request_id = completion.request_id.clone();
         let resp = match self.upstream.send(req).await {
             Ok(r) => r,
+            // The upload failed because the client went away, not the
+            // upstream: whatever is answered reaches nobody.
+            Err(_) if completion.progress.failed.load(Ordering::Relaxed) => {
+                let error = S3Error::new(
+                    400,
+                    "IncompleteBody",
+                    "the client closed the connection mid-body".into(),
+                );
+                completion.status = error.status;
+                completion.record(Outcome::ClientAborted, 0);
+                return refuse(Refusal {
+                    error,
+                    decision: verdict.as_str(),
+                    reason: reason.as_str(),
+                    resource: &resource,
+                    request_id: &request_id,
+                    close: true,
+                });
+            }
             Err(e) => {
                 self.metrics
                     .upstream_errors

@@ -208,6 +208,12 @@ impl Gate {
     /// Starts the gate with `TEST_RULES` (or `rules`), in front of
     /// `upstream`; `extra` is appended to the generated gatekeeper.toml.
     pub fn start(upstream_url: &str, rules: &str, extra: &str) -> Gate {
+        Gate::spawn(Gate::prepare(upstream_url, rules, extra))
+    }
+
+    /// The directory `start` runs the gate in, for a test that changes it
+    /// before the gate starts.
+    pub fn prepare(upstream_url: &str, rules: &str, extra: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rules")).unwrap();
         std::fs::write(dir.path().join("rules/test.toml"), rules).unwrap();
@@ -242,7 +248,7 @@ instance = "test-gate"
             geoip = geoip_db().display(),
         );
         std::fs::write(dir.path().join("gatekeeper.toml"), config).unwrap();
-        Gate::spawn(dir)
+        dir
     }
 
     /// Starts the binary on the gatekeeper.toml in `dir`; waits for the line
