@@ -70,10 +70,34 @@ enum Command {
         method: String,
         url: String,
     },
+    /// Certificates for trying TLS out.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// Read and verify the audit trail.
     Audit {
         #[command(subcommand)]
         command: crate::audit::cli::AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CertsCommand {
+    /// Make a development CA, a server certificate and client certificates
+    /// (unencrypted keys: for local use and tests only).
+    Dev {
+        #[arg(long, default_value = "certs/dev")]
+        out: PathBuf,
+        /// Server certificate name or address; repeatable.
+        #[arg(long = "name", default_values = ["localhost", "127.0.0.1", "::1"])]
+        names: Vec<String>,
+        /// Client certificate DNS name, e.g. a [[peer]]'s san; repeatable.
+        #[arg(long = "client", default_values = ["sg-replicator.gatekeeper.test"])]
+        clients: Vec<String>,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -119,6 +143,40 @@ pub fn main() -> ExitCode {
                 body,
             };
             run_explain(&config, &q)
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Dev {
+                    out,
+                    names,
+                    clients,
+                    force,
+                },
+        } => {
+            let req = crate::devcerts::Request {
+                out,
+                server_names: names,
+                clients,
+                force,
+            };
+            match crate::devcerts::make(&req) {
+                Ok(issued) => {
+                    for i in issued {
+                        println!(
+                            "{}: {} {} sha256:{}",
+                            i.name,
+                            i.cert.display(),
+                            i.key.display(),
+                            i.sha256
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Audit { command } => crate::audit::cli::run(command),
     }
@@ -294,6 +352,23 @@ fn serve(path: &Path) -> ExitCode {
     }
 }
 
+/// Reloads the TLS certificates when their files change; a bad new file
+/// is logged and the configuration in force kept.
+async fn watch_tls(tls: Arc<crate::tls::Tls>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let t = tls.clone();
+        match tokio::task::spawn_blocking(move || t.reload_if_changed()).await {
+            Ok(Some(Ok(()))) => tracing::info!("TLS certificates reloaded"),
+            Ok(Some(Err(e))) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the certificates in force")
+            }
+            _ => {}
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -362,6 +437,21 @@ async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("listen {}: {e}", cfg.listen.admin))?;
     let s3_addr = s3_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let tls = match &cfg.listen.tls {
+        Some(t) => {
+            let config = Arc::new(crate::tls::Tls::load(t.files())?);
+            let listener = tokio::net::TcpListener::bind(t.addr)
+                .await
+                .map_err(|e| format!("listen {}: {e}", t.addr))?;
+            tokio::spawn(watch_tls(config.clone()));
+            Some((listener, config))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
 
     let gate = Arc::new(Gate {
         snapshots: reloader.snapshots(),
@@ -400,19 +490,32 @@ async fn run(cfg: Config) -> Result<(), String> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.changed().await;
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.changed().await;
+    };
+    let admin_task = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        admin,
+        stopped(stop_rx.clone()),
+    ));
+    // Scripts and tests read the bound addresses from this line.
+    let tls_field = tls_addr.map_or(String::new(), |a| format!(" tls={a}"));
+    println!("gatekeeper listening s3={s3_addr} admin={admin_addr}{tls_field}");
+    tracing::info!(s3 = %s3_addr, admin = %admin_addr, tls = ?tls_addr, "gatekeeper started");
+
+    let plain =
+        crate::proxy::server::serve(s3_listener, gate.clone(), None, stopped(stop_rx.clone()));
+    let secure = async {
+        if let Some((listener, config)) = tls {
+            crate::proxy::server::serve(listener, gate, Some(config), stopped(stop_rx.clone()))
+                .await;
         }
     };
-    let admin_task = tokio::spawn(crate::admin::serve(admin_listener, admin, admin_stop));
-    // Scripts and tests read the bound addresses from this line.
-    println!("gatekeeper listening s3={s3_addr} admin={admin_addr}");
-    tracing::info!(s3 = %s3_addr, admin = %admin_addr, "gatekeeper started");
-
-    crate::proxy::server::serve(s3_listener, gate, shutdown_signal()).await;
-    let _ = stop_tx.send(true);
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(plain, secure, signal);
     let _ = admin_task.await;
     audit.shutdown().await;
     tracing::info!("gatekeeper stopped");

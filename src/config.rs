@@ -66,7 +66,6 @@ pub struct Listen {
     /// Metrics, health, reload and explain; kept apart from S3 traffic so it
     /// can stay on loopback.
     pub admin: SocketAddr,
-    /// Parsed and kept; serving it comes with mTLS peer support.
     pub tls: Option<Tls>,
 }
 
@@ -82,6 +81,20 @@ pub struct Tls {
     /// PEM CA that client certificates are checked against: without it no
     /// request can be located as a `[[peer]]`.
     pub client_ca: Option<PathBuf>,
+    /// More (certificate, key) pairs, chosen by the name a client asks for
+    /// (SNI); `cert` answers any other name.
+    pub sni: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Tls {
+    pub fn files(&self) -> crate::tls::Files {
+        crate::tls::Files {
+            certs: std::iter::once((self.cert.clone(), self.key.clone()))
+                .chain(self.sni.iter().cloned())
+                .collect(),
+            client_ca: self.client_ca.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -301,6 +314,15 @@ struct RawTls {
     cert: Name,
     key: Name,
     client_ca: Option<Name>,
+    #[serde(default)]
+    sni: Vec<RawCertPair>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertPair {
+    cert: Name,
+    key: Name,
 }
 
 #[derive(Deserialize)]
@@ -436,11 +458,21 @@ impl Validator<'_> {
             .as_ref()
             .map(|p| self.path(p, "listen.tls.client_ca"))
             .transpose();
+        let sni: Vec<_> = raw
+            .sni
+            .iter()
+            .map(|pair| {
+                let cert = self.path(&pair.cert, "listen.tls.sni.cert");
+                let key = self.path(&pair.key, "listen.tls.sni.key");
+                Ok((cert?, key?))
+            })
+            .collect();
         Ok(Tls {
             addr: addr?,
             cert: cert?,
             key: key?,
             client_ca: client_ca?,
+            sni: sni.into_iter().collect::<Result<_, Reported>>()?,
         })
     }
 

@@ -22,20 +22,20 @@ use crate::describe::{self, RecordSettings};
 use crate::locate;
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, Facts, NoTrace, Reason, Verdict};
-use crate::rules::model::PeerId;
 use crate::s3::post::{self, PostForm};
 use crate::s3::{self, replication, Direction, Hosts, Op, S3Error, S3Request};
 use crate::snapshot::Snapshot;
+use crate::tls::ClientCert;
 
 /// The header that carries a stored or declared category.
 const CATEGORY_HEADER: &str = "x-amz-meta-data-category";
 
 /// What the connection tells about the requester.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    /// The `[[peer]]` an mTLS client certificate matched.
-    pub peer_id: Option<PeerId>,
+    /// The verified client certificate of a TLS connection.
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 /// Settings of the S3 listener that no reload changes.
@@ -146,7 +146,8 @@ impl Gate {
             req.headers(),
             &self.settings.trusted_proxies,
         );
-        let requester = locate::locate(&snap.rules, &snap.geoip, conn.peer_id, client_ip);
+        let peer = conn.client_cert.as_ref().and_then(|c| c.peer(&snap.rules));
+        let requester = locate::locate(&snap.rules, &snap.geoip, peer, client_ip);
 
         let (parts, body) = req.into_parts();
         let progress = Arc::new(BodyProgress::default());

@@ -50,6 +50,8 @@ pub struct Gate {
     child: Child,
     pub s3: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, when `[listen.tls]` is configured.
+    pub tls: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
 }
 
@@ -273,17 +275,16 @@ instance = "test-gate"
         let line = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("gatekeeper printed its listeners");
-        // "gatekeeper listening s3=ADDR admin=ADDR"
-        let field = |name: &str| -> SocketAddr {
+        // "gatekeeper listening s3=ADDR admin=ADDR[ tls=ADDR]"
+        let field = |name: &str| -> Option<SocketAddr> {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-                .parse()
-                .unwrap()
+                .map(|a| a.parse().unwrap())
         };
         Gate {
-            s3: field("s3="),
-            admin: field("admin="),
+            s3: field("s3=").unwrap_or_else(|| panic!("no s3= in {line:?}")),
+            admin: field("admin=").unwrap_or_else(|| panic!("no admin= in {line:?}")),
+            tls: field("tls="),
             child,
             dir,
         }
