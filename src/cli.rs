@@ -243,6 +243,9 @@ fn audit_config(cfg: &Config) -> AuditConfig {
         batch_ms: cfg.audit.batch_interval.as_millis() as u64,
         queue: cfg.audit.queue,
         segment_bytes: cfg.audit.segment_bytes,
+        segment_max_age: cfg.audit.segment_max_age,
+        checkpoint_interval: cfg.audit.checkpoint_interval,
+        signing_key: cfg.audit.signing_key.clone(),
     }
 }
 

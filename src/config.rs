@@ -200,6 +200,12 @@ pub struct Audit {
     pub queue: usize,
     /// Size at which a segment is sealed and a new one started.
     pub segment_bytes: u64,
+    /// Age of its first record at which a segment is sealed however small,
+    /// so that a quiet gate's log is sealed too.
+    pub segment_max_age: Duration,
+    /// How often a signed checkpoint of the newest record is written while
+    /// records come in: what truncation is detected against.
+    pub checkpoint_interval: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -374,6 +380,8 @@ struct RawAudit {
     instance: Option<Name>,
     queue: Option<Spanned<u64>>,
     segment_bytes: Option<Spanned<u64>>,
+    segment_max_age_s: Option<Spanned<u64>>,
+    checkpoint_interval_ms: Option<Spanned<u64>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -700,6 +708,16 @@ impl Validator<'_> {
         let queue = self.positive(raw.queue.as_ref(), "audit.queue", 65_536);
         let segment_bytes =
             self.positive(raw.segment_bytes.as_ref(), "audit.segment_bytes", 64 << 20);
+        let max_age = self.positive(
+            raw.segment_max_age_s.as_ref(),
+            "audit.segment_max_age_s",
+            3600,
+        );
+        let checkpoint = self.positive(
+            raw.checkpoint_interval_ms.as_ref(),
+            "audit.checkpoint_interval_ms",
+            5000,
+        );
         keyed?;
         Ok(Audit {
             dir: dir?,
@@ -713,6 +731,8 @@ impl Validator<'_> {
             instance: instance?,
             queue: usize::try_from(queue?).unwrap_or(usize::MAX),
             segment_bytes: segment_bytes?,
+            segment_max_age: Duration::from_secs(max_age?),
+            checkpoint_interval: Duration::from_millis(checkpoint?),
         })
     }
 

@@ -1,11 +1,9 @@
-//! The hash chain: how a record becomes a line, how a line is checked, and
-//! how a whole log is verified. The rules are in the `audit` module
-//! documentation; this is their one implementation.
+//! The hash chain: how a record becomes a line and how a line is checked.
+//! The rules are in the `audit` module documentation; this is their one
+//! implementation.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -25,10 +23,15 @@ const SUFFIX_LEN: usize = HASH_MEMBER.len() + 64 + 2;
 /// A record serialized with `seq` 0 and an empty `prev`, waiting for its
 /// place in the chain. Callers serialize in their own tasks, in parallel,
 /// so that the one writer only splices in `seq` and `prev` and hashes.
-pub(crate) struct Unchained {
+///
+/// Public only for the benches, which time exactly this code.
+#[doc(hidden)]
+pub struct Unchained {
     json: Vec<u8>,
     /// Where the `0` of `seq` is.
     seq_at: usize,
+    /// For the segment's seal.
+    pub(crate) ts: String,
 }
 
 const SEQ_KEY: &[u8] = b",\"seq\":";
@@ -40,7 +43,7 @@ impl Unchained {
     /// place in the chain: `instance`, and `ts` when the caller left it
     /// empty (the time of this call). `hash` is never part of the
     /// canonical bytes.
-    pub(crate) fn new(mut rec: Record, instance: &str) -> Unchained {
+    pub fn new(mut rec: Record, instance: &str) -> Unchained {
         let fields = rec.chain_fields();
         *fields.seq = 0;
         if fields.ts.is_empty() {
@@ -49,6 +52,7 @@ impl Unchained {
         instance.clone_into(fields.instance);
         fields.prev.clear();
         fields.hash.clear();
+        let ts = fields.ts.clone();
         // Serializing these plain structs into memory cannot fail: there is
         // no I/O and no map with non-string keys.
         let json = serde_json::to_vec(&rec).expect("audit records serialize to JSON");
@@ -60,12 +64,12 @@ impl Unchained {
             .expect("every record has a seq")
             + SEQ_KEY.len();
         debug_assert!(json[seq_at] == b'0' && json.ends_with(EMPTY_PREV));
-        Unchained { json, seq_at }
+        Unchained { json, seq_at, ts }
     }
 
     /// Appends the line of this record as number `seq` after `prev`,
     /// newline included, and returns its hash as hex digits.
-    pub(crate) fn append_line(&self, out: &mut Vec<u8>, seq: u64, prev: &str) -> [u8; 64] {
+    pub fn append_line(&self, out: &mut Vec<u8>, seq: u64, prev: &str) -> [u8; 64] {
         let start = out.len();
         out.extend_from_slice(&self.json[..self.seq_at]);
         write!(out, "{seq}").expect("formatting into a Vec cannot fail");
@@ -91,6 +95,7 @@ impl Unchained {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Link {
     pub seq: u64,
+    pub ts: String,
     pub prev: String,
     pub hash: String,
 }
@@ -98,6 +103,8 @@ pub(crate) struct Link {
 #[derive(Deserialize)]
 struct LinkFields<'a> {
     seq: u64,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
     #[serde(borrow)]
     prev: Cow<'a, str>,
 }
@@ -141,6 +148,7 @@ pub(crate) fn check_line(line: &[u8]) -> Result<Link, LineError> {
     }
     Ok(Link {
         seq: fields.seq,
+        ts: fields.ts.into_owned(),
         prev: fields.prev.into_owned(),
         // Checked above to be ASCII hex.
         hash: String::from_utf8_lossy(hash).into_owned(),
@@ -154,13 +162,23 @@ pub(crate) fn segment_name(first_seq: u64) -> String {
 
 /// The segments in `dir`, oldest first, with the first seq their names give.
 pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    numbered(dir, ".jsonl")
+}
+
+/// The seals in `dir` (`segment-<seq>.seal.json`), by the first seq of
+/// their segments.
+pub(crate) fn seals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    numbered(dir, ".seal.json")
+}
+
+fn numbered(dir: &Path, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let seq = name
             .to_str()
-            .and_then(|n| n.strip_prefix("segment-")?.strip_suffix(".jsonl"))
+            .and_then(|n| n.strip_prefix("segment-")?.strip_suffix(suffix))
             .filter(|digits| digits.len() == 20)
             .and_then(|digits| digits.parse::<u64>().ok());
         if let Some(seq) = seq {
@@ -169,166 +187,4 @@ pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     }
     found.sort_unstable();
     Ok(found)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifySummary {
-    pub segments: usize,
-    pub records: u64,
-    /// The last record's seq and hash: what a later check of a longer log
-    /// must find unchanged.
-    pub last_seq: Option<u64>,
-    pub last_hash: String,
-}
-
-/// The first place where the log is not what the writer wrote.
-#[derive(Debug)]
-pub struct VerifyError {
-    pub file: PathBuf,
-    /// 1-based; 0 when the problem is the file itself.
-    pub line: u64,
-    /// The seq the record claims, where it could be read.
-    pub seq: Option<u64>,
-    pub problem: Problem,
-}
-
-#[derive(Debug)]
-pub enum Problem {
-    Io(io::Error),
-    Malformed(String),
-    /// The record's bytes were altered after it was written.
-    HashMismatch,
-    /// The record does not follow the one before it: one was deleted,
-    /// inserted or reordered.
-    BrokenLink {
-        expected_prev: String,
-        found_prev: String,
-    },
-    SeqGap {
-        expected: u64,
-    },
-    /// A segment's name does not give its first record's seq.
-    SegmentName {
-        first_seq: u64,
-    },
-    /// The last line has no newline: a torn write the writer has not yet
-    /// recovered from.
-    TornTail,
-    /// A segment other than the newest is empty.
-    EmptySegment,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Io(e) => write!(f, "cannot read: {e}"),
-            Problem::Malformed(why) => write!(f, "malformed record: {why}"),
-            Problem::HashMismatch => f.write_str("hash does not match the record: it was altered"),
-            Problem::BrokenLink {
-                expected_prev,
-                found_prev,
-            } => write!(
-                f,
-                "prev is {found_prev}, expected {expected_prev}: a record was deleted, inserted or reordered"
-            ),
-            Problem::SeqGap { expected } => write!(f, "seq out of order, expected {expected}"),
-            Problem::SegmentName { first_seq } => {
-                write!(f, "segment name does not match its first record (seq {first_seq})")
-            }
-            Problem::TornTail => f.write_str("last line is incomplete (torn write)"),
-            Problem::EmptySegment => f.write_str("empty segment before the newest"),
-        }
-    }
-}
-
-impl fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}", self.line)?;
-        }
-        if let Some(seq) = self.seq {
-            write!(f, " (seq {seq})")?;
-        }
-        write!(f, ": {}", self.problem)
-    }
-}
-
-impl std::error::Error for VerifyError {}
-
-/// Recomputes every hash and link of the log in `dir`, across segments,
-/// from the genesis record on, and names the first record that breaks the
-/// chain.
-pub fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
-    let at = |file: &Path, line: u64, seq: Option<u64>, problem: Problem| VerifyError {
-        file: file.to_owned(),
-        line,
-        seq,
-        problem,
-    };
-    let segs = segments(dir).map_err(|e| at(dir, 0, None, Problem::Io(e)))?;
-    let mut summary = VerifySummary {
-        segments: segs.len(),
-        records: 0,
-        last_seq: None,
-        last_hash: GENESIS.to_owned(),
-    };
-    let mut line = Vec::new();
-    for (i, (first_seq, path)) in segs.iter().enumerate() {
-        let file = File::open(path).map_err(|e| at(path, 0, None, Problem::Io(e)))?;
-        let mut reader = BufReader::new(file);
-        let mut n = 0;
-        loop {
-            line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| at(path, n + 1, None, Problem::Io(e)))?;
-            if read == 0 {
-                break;
-            }
-            n += 1;
-            if line.pop() != Some(b'\n') {
-                return Err(at(path, n, None, Problem::TornTail));
-            }
-            let link = check_line(&line).map_err(|e| match e {
-                LineError::Malformed(why) => at(path, n, None, Problem::Malformed(why)),
-                LineError::HashMismatch { seq } => at(path, n, Some(seq), Problem::HashMismatch),
-            })?;
-            let expected_seq = summary.last_seq.map_or(1, |s| s + 1);
-            if link.seq != expected_seq {
-                return Err(at(
-                    path,
-                    n,
-                    Some(link.seq),
-                    Problem::SeqGap {
-                        expected: expected_seq,
-                    },
-                ));
-            }
-            if link.prev != summary.last_hash {
-                let problem = Problem::BrokenLink {
-                    expected_prev: std::mem::take(&mut summary.last_hash),
-                    found_prev: link.prev,
-                };
-                return Err(at(path, n, Some(link.seq), problem));
-            }
-            if n == 1 && link.seq != *first_seq {
-                return Err(at(
-                    path,
-                    0,
-                    Some(link.seq),
-                    Problem::SegmentName {
-                        first_seq: link.seq,
-                    },
-                ));
-            }
-            summary.records += 1;
-            summary.last_seq = Some(link.seq);
-            summary.last_hash = link.hash;
-        }
-        if n == 0 && i + 1 < segs.len() {
-            return Err(at(path, 0, None, Problem::EmptySegment));
-        }
-    }
-    Ok(summary)
 }

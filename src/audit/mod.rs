@@ -7,7 +7,10 @@
 //! The log is a directory of segments, `segment-<seq of the first record,
 //! 20 digits>.jsonl`, each a sequence of lines; a line is one record
 //! followed by `\n`. `seq` starts at 1 and goes up by one per record,
-//! across segments; a segment is closed once it holds `segment_bytes`.
+//! across segments. A segment is closed once it holds `segment_bytes`, or
+//! once its first record is `segment_max_age` old, by writing its seal,
+//! `segment-<same digits>.seal.json`; only the newest segment may be
+//! unsealed. `checkpoint.json` vouches for the newest record on disk.
 //! `writer.lock` is locked by the one writer of the log.
 //!
 //! # Canonical form and chain
@@ -32,6 +35,56 @@
 //! escapes only for `"`, `\` and control characters.) The line is the
 //! canonical bytes with `,"hash":"<hash>"` put before the closing `}`.
 //!
+//! # Seals and checkpoints
+//!
+//! Each is a file of one line, a JSON object followed by `\n`, written to a
+//! temporary name and renamed into place, so it is whole or absent. Its
+//! first member is `kind`; its last is `signature`.
+//!
+//! A **seal** (`"kind":"seal"`) has, in this order: `instance`, `segment`
+//! (the segment's file name), `first_seq`, `last_seq`, `records` (their
+//! count), `min_ts` and `max_ts` (the earliest and latest `ts` of its
+//! records, compared as strings), `prev` (the `prev` of its first record),
+//! `last_hash` (the `hash` of its last), `sealed_at`, `key_id`,
+//! `signature`.
+//!
+//! A **checkpoint** (`"kind":"checkpoint"`) has `instance`, `segment` (the
+//! file name of the segment holding the record), `seq`, `hash` (that
+//! record's), `ts` (when the checkpoint was written), `key_id`,
+//! `signature`. It is replaced every `checkpoint_interval` while records
+//! come in, and when the writer stops. A copy kept off the host shows a log
+//! that was cut back to before `seq`, or rewritten up to it: `verify
+//! --checkpoint FILE`.
+//!
+//! Both vouch only for records already fsynced, whatever `fsync` says, so
+//! no crash or power cut can leave one ahead of the log.
+//!
+//! - The **signed bytes** are the line without its `\n`, up to its last
+//!   `,"signature":`, followed by `}`.
+//! - `signature` is the Ed25519 signature (RFC 8032, not pre-hashed) of
+//!   the signed bytes, as 128 lowercase hex digits.
+//! - `key_id` names the key: the first 16 lowercase hex digits of SHA-256
+//!   over the 32 bytes of the Ed25519 public key. Keys rotate; a verifier
+//!   given several picks the one named.
+//! - Without `audit.signing_key` both `key_id` and `signature` are `null`.
+//!   Unsigned seals and checkpoints still show a segment or a tail that was
+//!   cut by accident, but not one cut by someone who could also rewrite
+//!   them; `verify --public-key` refuses them.
+//!
+//! The members are serialized as the records are (compact, in this
+//! order), but a checker needs only the byte rule and a JSON parser.
+//!
+//! # Verification
+//!
+//! `verify` ([`verify()`]) checks every record's hash and link, every seal
+//! against its segment (a segment gone while its seal remains, records
+//! missing from its end or added after it, a rewritten segment), that only
+//! the newest segment is unsealed, and each checkpoint against the log. It
+//! names the first problem by file, line and seq, and says what was most
+//! likely done: see [`Kind`]. What the chain cannot show without a
+//! checkpoint kept elsewhere is a log cut back at the end of a segment
+//! along with everything after it.
+//!
 //! # Writing
 //!
 //! One writer per log: see [`writer`]. After a crash the writer cuts a
@@ -39,17 +92,24 @@
 
 pub mod chain;
 pub mod cli;
+pub mod keys;
+pub mod query;
 pub mod record;
+pub mod seal;
+pub mod verify;
 pub mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use chain::{verify_chain, Problem, VerifyError, VerifySummary, GENESIS};
+pub use chain::GENESIS;
+pub use keys::{key_id, keygen, KeyFiles, KeyRing};
 pub use record::{
     hash_key, minimize_ip, timestamp, ClientIpMode, CompletionRecord, DecisionRecord,
     DestinationEntry, Endpoint, Record, RecoveryRecord, SourceEntry,
 };
+pub use seal::{Checkpoint, Seal, Statement, CHECKPOINT_FILE};
+pub use verify::{verify, Kind, VerifyError, VerifyOptions, VerifySummary};
 pub use writer::{
     start, AuditConfig, AuditHandle, AuditStats, AuditUnavailable, FsyncMode, Written,
 };

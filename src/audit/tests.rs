@@ -14,10 +14,15 @@ fn config(dir: &Path, fsync: FsyncMode, segment_bytes: u64) -> AuditConfig {
         dir: dir.to_owned(),
         instance: "edge-test".into(),
         fsync,
-        batch_ms: 5,
         queue: 1024,
         segment_bytes,
+        ..AuditConfig::default()
     }
+}
+
+/// Verification without keys or off-host checkpoints.
+fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
+    verify(dir, &VerifyOptions::default())
 }
 
 fn decision(i: u64) -> DecisionRecord {
@@ -63,6 +68,29 @@ fn completion(i: u64) -> CompletionRecord {
         category: Some("content".into()),
         ..CompletionRecord::default()
     }
+}
+
+/// Waits for something the writer thread does after answering.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A fresh key pair in `dir`: the private key's path, and a ring holding
+/// the public key.
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, KeyRing) {
+    let files = keygen(dir, name, false).unwrap();
+    (files.private, KeyRing::load(&[files.public]).unwrap())
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn lines(dir: &Path) -> Vec<String> {
@@ -288,23 +316,27 @@ async fn verification_names_the_first_broken_record() {
     let edited = lines[2].replace(r#""decision":"deny""#, r#""decision":"allow""#);
     rewrite(&[lines[0], lines[1], &edited, lines[3], lines[4]]);
     let err = verify_chain(dir.path()).unwrap_err();
-    assert!(matches!(err.problem, Problem::HashMismatch), "{err}");
-    assert_eq!((err.line, err.seq), (3, Some(3)));
+    assert_eq!(
+        (err.kind, err.line, err.seq),
+        (Kind::Edited, 3, Some(3)),
+        "{err}"
+    );
 
     rewrite(&[lines[0], lines[1], lines[3], lines[4]]);
     let err = verify_chain(dir.path()).unwrap_err();
-    assert!(
-        matches!(err.problem, Problem::SeqGap { expected: 3 }),
+    assert_eq!(
+        (err.kind, err.line, err.seq),
+        (Kind::Deleted, 3, Some(4)),
         "{err}"
     );
-    assert_eq!(err.line, 3);
 
     rewrite(&[lines[0], lines[2], lines[1], lines[3], lines[4]]);
-    assert_eq!(verify_chain(dir.path()).unwrap_err().line, 2);
+    let err = verify_chain(dir.path()).unwrap_err();
+    assert_eq!((err.kind, err.line), (Kind::Reordered, 2), "{err}");
 
     fs::write(&segment, &original[..original.len() - 10]).unwrap();
     let err = verify_chain(dir.path()).unwrap_err();
-    assert!(matches!(err.problem, Problem::TornTail), "{err}");
+    assert_eq!(err.kind, Kind::TornWrite, "{err}");
     assert!(err.to_string().contains(":5"), "{err}");
 }
 
@@ -318,10 +350,7 @@ async fn a_torn_last_line_is_cut_and_recorded() {
     audit.shutdown().await;
     let torn = br#"{"event":"decision","seq":4,"ts":"2026-"#;
     append(&newest_segment(dir.path()), torn);
-    assert!(matches!(
-        verify_chain(dir.path()).unwrap_err().problem,
-        Problem::TornTail
-    ));
+    assert_eq!(verify_chain(dir.path()).unwrap_err().kind, Kind::TornWrite);
 
     let audit = start(config(dir.path(), FsyncMode::Always, 1 << 20)).unwrap();
     assert_eq!(audit.decision(decision(3)).await.unwrap().seq, 5);
@@ -512,6 +541,9 @@ async fn a_vanished_directory_is_refused_then_recovered() {
     let moved = dir.path().join("moved");
     let audit = start(config(&log, FsyncMode::Batch, 1)).unwrap();
     audit.decision(decision(0)).await.unwrap();
+    // Sealed and closed: the next record needs a new segment in the log's
+    // directory.
+    eventually("the seal", || audit.stats().seals_total.load(Relaxed) == 1).await;
     fs::rename(&log, &moved).unwrap();
     fs::write(&log, b"not a directory").unwrap();
 
@@ -556,4 +588,427 @@ async fn after_shutdown_records_are_refused_and_counted() {
     ));
     audit.completion(completion(1)).await;
     assert_eq!(audit.stats().lost_total.load(Relaxed), 2);
+}
+
+/// The documented signature rule, applied with string handling and the
+/// Ed25519 crate only: the signed bytes are the line up to its last
+/// `,"signature":`, closed with `}`.
+fn check_signature_by_the_documented_rule(path: &Path, public: &Path) {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let text = fs::read_to_string(path).unwrap();
+    let line = text.strip_suffix('\n').unwrap();
+    let at = line.rfind(r#","signature":"#).unwrap();
+    let signed = format!("{}}}", &line[..at]);
+    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+    let signature: [u8; 64] = hex::decode(value["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key =
+        ed25519_dalek::VerifyingKey::from_public_key_pem(&fs::read_to_string(public).unwrap())
+            .unwrap();
+    assert_eq!(value["key_id"], key_id(&key).as_str());
+    key.verify_strict(
+        signed.as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&signature),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn full_segments_are_sealed_with_what_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, ring) = key_pair(keys.path(), "audit");
+    let log = dir.path();
+    let audit = start(AuditConfig {
+        signing_key: Some(private),
+        ..config(log, FsyncMode::Batch, 3000)
+    })
+    .unwrap();
+    for i in 0..30 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    audit.shutdown().await;
+
+    let segments = chain::segments(log).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    let mut prev = GENESIS.to_owned();
+    for (first_seq, path) in &segments[..segments.len() - 1] {
+        let seal_file = seal::seal_path(path);
+        check_signature_by_the_documented_rule(&seal_file, &keys.path().join("audit.pub.pem"));
+        let seal = read_json(&seal_file);
+        let records: Vec<serde_json::Value> = fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let last = records.last().unwrap();
+        assert_eq!(seal["kind"], "seal");
+        assert_eq!(seal["instance"], "edge-test");
+        assert_eq!(seal["segment"], chain::segment_name(*first_seq).as_str());
+        assert_eq!(seal["first_seq"], *first_seq);
+        assert_eq!(seal["last_seq"], last["seq"]);
+        assert_eq!(seal["records"], records.len() as u64);
+        assert_eq!(seal["min_ts"], records[0]["ts"]);
+        assert_eq!(seal["max_ts"], last["ts"]);
+        assert_eq!(seal["prev"], prev.as_str());
+        assert_eq!(seal["last_hash"], last["hash"]);
+        prev = last["hash"].as_str().unwrap().to_owned();
+    }
+    let summary = verify(
+        log,
+        &VerifyOptions {
+            keys: ring,
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.records, 30);
+    assert!(summary.sealed >= segments.len() - 1, "{summary:?}");
+    assert!(summary.signatures_checked);
+    assert_eq!(summary.unsigned, 0);
+}
+
+#[tokio::test]
+async fn an_old_segment_is_sealed_however_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(AuditConfig {
+        segment_max_age: Duration::from_millis(100),
+        ..config(dir.path(), FsyncMode::Batch, 1 << 20)
+    })
+    .unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    let first = dir.path().join(chain::segment_name(1));
+    eventually("the seal of the first segment", || {
+        seal::seal_path(&first).exists()
+    })
+    .await;
+    assert_eq!(audit.decision(decision(1)).await.unwrap().seq, 2);
+    audit.shutdown().await;
+    assert_eq!(chain::segments(dir.path()).unwrap().len(), 2);
+    // Without a key the seal is written unsigned.
+    let seal = read_json(&seal::seal_path(&first));
+    assert_eq!(
+        (&seal["key_id"], &seal["signature"]),
+        (&serde_json::Value::Null, &serde_json::Value::Null)
+    );
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!((summary.sealed, summary.records), (1, 2));
+    assert!(summary.unsigned >= 1);
+}
+
+#[tokio::test]
+async fn checkpoints_follow_the_log_and_catch_a_cut_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, ring) = key_pair(keys.path(), "audit");
+    let audit = start(AuditConfig {
+        signing_key: Some(private),
+        checkpoint_interval: Duration::from_millis(20),
+        ..config(dir.path(), FsyncMode::Batch, 1 << 20)
+    })
+    .unwrap();
+    let checkpoint = dir.path().join(CHECKPOINT_FILE);
+    for i in 0..5 {
+        let seq = audit.decision(decision(i)).await.unwrap().seq;
+        eventually("a checkpoint of the last record", || {
+            checkpoint.exists() && read_json(&checkpoint)["seq"] == seq
+        })
+        .await;
+    }
+    check_signature_by_the_documented_rule(&checkpoint, &keys.path().join("audit.pub.pem"));
+    let cp = read_json(&checkpoint);
+    assert_eq!(cp["kind"], "checkpoint");
+    assert_eq!(cp["segment"], chain::segment_name(1).as_str());
+    assert_eq!(
+        cp["hash"],
+        serde_json::from_str::<serde_json::Value>(&lines(dir.path())[4]).unwrap()["hash"]
+    );
+    audit.shutdown().await;
+    let off_host = keys.path().join("shipped-checkpoint.json");
+    fs::copy(&checkpoint, &off_host).unwrap();
+
+    // The last record cut off whole, and the log's own checkpoint removed:
+    // the chain alone is still good, the shipped checkpoint is not.
+    let segment = newest_segment(dir.path());
+    let text = fs::read_to_string(&segment).unwrap();
+    let cut = &text[..text[..text.len() - 1].rfind('\n').unwrap() + 1];
+    fs::write(&segment, cut).unwrap();
+    fs::remove_file(&checkpoint).unwrap();
+    assert_eq!(verify_chain(dir.path()).unwrap().records, 4);
+    let err = verify(
+        dir.path(),
+        &VerifyOptions {
+            keys: ring,
+            checkpoints: vec![off_host],
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.kind, err.line, err.seq),
+        (Kind::Truncated, 5, Some(5)),
+        "{err}"
+    );
+    assert_eq!(err.file, segment);
+}
+
+#[tokio::test]
+async fn the_writer_will_not_start_on_a_log_cut_before_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    for i in 0..3 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    // Shutting down checkpoints the last record.
+    audit.shutdown().await;
+    assert_eq!(read_json(&dir.path().join(CHECKPOINT_FILE))["seq"], 3);
+    let segment = newest_segment(dir.path());
+    let text = fs::read_to_string(&segment).unwrap();
+    fs::write(&segment, &text[..text.find('\n').unwrap() + 1]).unwrap();
+
+    let err = start(config(dir.path(), FsyncMode::Batch, 1 << 20))
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    assert!(
+        err.to_string()
+            .contains("vouches for seq 3, but the log ends at seq 1"),
+        "{err}"
+    );
+}
+
+/// `fsync = "always"`: each answer comes after an fsync that covered its
+/// record (the writer publishes the last synced seq only once `fsync(2)`
+/// has returned, before it answers), and concurrent decisions share
+/// fsyncs rather than taking one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_answers_each_decision_after_an_fsync_that_covered_it() {
+    const N: u64 = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Always, 1 << 30)).unwrap();
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let audit = audit.clone();
+            tokio::spawn(async move {
+                let seq = audit.decision(decision(i)).await.unwrap().seq;
+                (seq, audit.stats().synced_seq.load(Relaxed))
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (seq, synced) = task.await.unwrap();
+        assert!(
+            synced >= seq,
+            "seq {seq} answered when only {synced} was synced"
+        );
+    }
+    let stats = audit.stats();
+    let (writes, fsyncs) = (
+        stats.writes_total.load(Relaxed),
+        stats.fsyncs_total.load(Relaxed),
+    );
+    assert!(
+        (1..=N).contains(&fsyncs),
+        "{fsyncs} fsyncs for {N} decisions"
+    );
+    assert_eq!(fsyncs, writes, "one fsync per batch write");
+    audit.shutdown().await;
+    assert_eq!(verify_chain(dir.path()).unwrap().records, N);
+}
+
+/// Ten transfers a minute apart from 12:00, each a decision and (when
+/// allowed) a completion, in segments of a few records each.
+async fn transfers(dir: &Path) {
+    let audit = start(config(dir, FsyncMode::Batch, 2000)).unwrap();
+    for i in 0..10_u64 {
+        let allowed = i % 2 == 0;
+        let ts = format!("2026-03-01T12:{i:02}:00.000Z");
+        audit
+            .decision(DecisionRecord {
+                ts: ts.clone(),
+                tenant: Some(if i < 5 { "acme" } else { "globex" }.into()),
+                key: Some(if i == 7 {
+                    "=cmd,\"x\"".into()
+                } else {
+                    format!("staff/{i}.json")
+                }),
+                to: Some(Endpoint {
+                    region: Some("us-east-1".into()),
+                    country: Some("US".into()),
+                    jurisdiction: Some(if i == 4 { "SG" } else { "US" }.into()),
+                    via: Some("geoip".into()),
+                    ..Endpoint::default()
+                }),
+                decision: if allowed { "allow" } else { "deny" }.into(),
+                reason: if allowed { "basis" } else { "no_legal_basis" }.into(),
+                basis: allowed.then(|| format!("scc-{}", i % 4)),
+                status: (!allowed).then_some(403),
+                ..decision(i)
+            })
+            .await
+            .unwrap();
+        if allowed {
+            audit
+                .completion(CompletionRecord {
+                    ts: ts.replace(":00.000Z", ":30.000Z"),
+                    ..completion(i)
+                })
+                .await;
+        }
+    }
+    audit.shutdown().await;
+}
+
+fn run_query(dir: &Path, filter: &query::Filter, format: query::Format) -> String {
+    let mut out = Vec::new();
+    query::query(dir, filter, format, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn request_ids(jsonl: &str) -> Vec<String> {
+    jsonl
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}:{}",
+                v["event"].as_str().unwrap(),
+                v["request_id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn query_selects_by_time_and_decision_fields_and_keeps_lines_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    transfers(dir.path()).await;
+    let time = |s: &str| Some(query::parse_time(s).unwrap());
+    let jsonl = |filter: query::Filter| run_query(dir.path(), &filter, query::Format::Jsonl);
+
+    // Half-open, and completions are records too.
+    let window = jsonl(query::Filter {
+        since: time("2026-03-01T12:03:00Z"),
+        until: time("2026-03-01T20:05:00+08:00"),
+        ..query::Filter::default()
+    });
+    assert_eq!(
+        request_ids(&window),
+        ["decision:req-3", "decision:req-4", "completion:req-4"]
+    );
+    // Byte for byte the log's lines.
+    let all = lines(dir.path());
+    for line in window.lines() {
+        assert!(all.iter().any(|l| l == line), "{line}");
+    }
+
+    let denied_globex = jsonl(query::Filter {
+        tenant: Some("globex".into()),
+        decision: Some("deny".into()),
+        reason: Some("no_legal_basis".into()),
+        ..query::Filter::default()
+    });
+    assert_eq!(
+        request_ids(&denied_globex),
+        ["decision:req-5", "decision:req-7", "decision:req-9"]
+    );
+    let by_basis = jsonl(query::Filter {
+        basis: Some("scc-0".into()),
+        ..query::Filter::default()
+    });
+    assert_eq!(
+        request_ids(&by_basis),
+        ["decision:req-0", "decision:req-4", "decision:req-8"]
+    );
+    // `to` matches a jurisdiction, region or country.
+    for (to, expected) in [
+        ("SG", &["decision:req-4"][..]),
+        (
+            "us-east-1",
+            &["decision:req-0", "decision:req-4", "decision:req-8"],
+        ),
+    ] {
+        let found = jsonl(query::Filter {
+            basis: Some("scc-0".into()),
+            to: Some(to.into()),
+            since: time("2026-03-01"),
+            ..query::Filter::default()
+        });
+        assert_eq!(request_ids(&found), expected, "{to}");
+    }
+}
+
+#[tokio::test]
+async fn query_skips_sealed_segments_outside_the_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    transfers(dir.path()).await;
+    let segments = chain::segments(dir.path()).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    // The first segment made unreadable as records: a query that read it
+    // would fail.
+    let (_, first) = &segments[0];
+    fs::write(first, b"not a record\n").unwrap();
+    let filter = query::Filter {
+        since: Some(query::parse_time("2026-03-01T12:09:00Z").unwrap()),
+        ..query::Filter::default()
+    };
+    let out = run_query(dir.path(), &filter, query::Format::Jsonl);
+    assert_eq!(request_ids(&out), ["decision:req-9"]);
+
+    let mut sink = Vec::new();
+    let err = query::query(
+        dir.path(),
+        &query::Filter::default(),
+        query::Format::Jsonl,
+        &mut sink,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with(":1: not a record: expected ident at line 1 column 2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn query_writes_csv_that_a_spreadsheet_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    transfers(dir.path()).await;
+    let csv = run_query(
+        dir.path(),
+        &query::Filter {
+            tenant: Some("globex".into()),
+            ..query::Filter::default()
+        },
+        query::Format::Csv,
+    );
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], query::CSV_COLUMNS.join(","));
+    assert_eq!(rows.len(), 6, "{csv}");
+    assert!(
+        rows[1].starts_with("decision,9,2026-03-01T12:05:00.000Z,edge-test,req-5,globex,GetObject,egress,acme-hr,staff/5.json,"),
+        "{}",
+        rows[1]
+    );
+    // The key `=cmd,"x"`: quoted, quotes doubled, and not a formula.
+    assert!(
+        rows[3].contains(r#",acme-hr,"'=cmd,""x""","#),
+        "{}",
+        rows[3]
+    );
+    assert!(rows[1].contains(",US,us-east-1,US,geoip,"), "{}", rows[1]);
+}
+
+#[test]
+fn query_times_are_rfc3339_or_dates() {
+    assert_eq!(
+        query::parse_time("2026-03-01").unwrap(),
+        "2026-03-01T00:00:00.000Z"
+    );
+    assert_eq!(
+        query::parse_time("2026-03-01T08:30:00+08:00").unwrap(),
+        "2026-03-01T00:30:00.000Z"
+    );
+    assert!(query::parse_time("yesterday").is_err());
 }

@@ -12,19 +12,30 @@
 //! A failed batch leaves no trace: the file is cut back to the end of the
 //! last good batch, `seq` and `prev` are rewound, and the next batch tries
 //! again (reopening the segment, or starting a new one if it is gone).
+//!
+//! Between batches, and on a timer when none come, the writer seals the
+//! open segment once it is full or old, and writes a checkpoint when the
+//! last one is old and records came since. Both first fsync what they
+//! vouch for, whatever `fsync` says: a seal or checkpoint that outlived its
+//! records in a power cut would accuse an honest log of being cut. They
+//! are the only places that sign, so the cost of a signature is paid once
+//! per segment and once per checkpoint interval, never per record.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, LineError, Link, Unchained, GENESIS};
-use super::record::{CompletionRecord, DecisionRecord, Record, RecoveryRecord};
+use super::keys::Signer;
+use super::record::{timestamp, CompletionRecord, DecisionRecord, Record, RecoveryRecord};
+use super::seal::{self, Checkpoint, Seal, Statement, CHECKPOINT_FILE};
 
 /// `audit.fsync`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -48,8 +59,32 @@ pub struct AuditConfig {
     pub batch_ms: u64,
     /// Records that may wait for the writer; further callers wait for room.
     pub queue: usize,
-    /// A segment is closed once it holds this many bytes.
+    /// A segment is sealed once it holds this many bytes…
     pub segment_bytes: u64,
+    /// …or once its first record is this old.
+    pub segment_max_age: Duration,
+    /// How often a checkpoint is written while records come in.
+    pub checkpoint_interval: Duration,
+    /// Ed25519 PKCS#8 PEM key that signs seals and checkpoints; without
+    /// one they are written unsigned.
+    pub signing_key: Option<PathBuf>,
+}
+
+/// The defaults of `[audit]` in `gatekeeper.toml`.
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            dir: PathBuf::from("audit"),
+            instance: "gatekeeper".into(),
+            fsync: FsyncMode::default(),
+            batch_ms: 5,
+            queue: 65_536,
+            segment_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(3600),
+            checkpoint_interval: Duration::from_secs(5),
+            signing_key: None,
+        }
+    }
 }
 
 /// Counters for the metrics module, read at scrape time.
@@ -71,6 +106,14 @@ pub struct AuditStats {
     pub writes_total: AtomicU64,
     /// fsyncs of segment data (a new segment's directory fsync aside).
     pub fsyncs_total: AtomicU64,
+    /// The last seq known to be on disk (0 for none): stored after its
+    /// fsync returned, before any decision it covers is answered.
+    pub synced_seq: AtomicU64,
+    pub seals_total: AtomicU64,
+    pub checkpoints_total: AtomicU64,
+    /// Seals and checkpoints that could not be written (they are tried
+    /// again; the records they cover are written already).
+    pub seal_errors_total: AtomicU64,
     /// Time from the start of a successful batch write to its answer
     /// (including its fsync, when there is one): sum and last.
     pub write_nanos_sum: AtomicU64,
@@ -199,9 +242,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 struct Writer {
     /// Locked for as long as this writer owns the log.
     _lock: File,
+    instance: String,
+    signer: Option<Signer>,
     fsync: FsyncMode,
     batch_interval: Duration,
     segment_bytes: u64,
+    checkpoint_interval: Duration,
     max_batch: usize,
     log: Log,
     next_seq: u64,
@@ -214,6 +260,12 @@ struct Writer {
     /// Written since the last fsync.
     dirty: bool,
     last_sync: Instant,
+    /// The last seq on disk: what a seal or checkpoint may vouch for.
+    synced_seq: u64,
+    /// The first seq of the segment that holds the last record.
+    tip_segment: u64,
+    checkpointed_seq: u64,
+    last_checkpoint: Instant,
     stats: Arc<AuditStats>,
 }
 
@@ -224,19 +276,27 @@ impl Writer {
     /// before its data, which reads back as zeros). These are cut, at most
     /// the torn bytes and one line, and a recovery record saying so takes
     /// their place; the line before must then be a good record. Anything
-    /// worse, or a record whose hash does not match, is not a crash: the
-    /// writer refuses to start rather than bury it.
+    /// worse, a record whose hash does not match, or a log that ends before
+    /// its checkpoint, is not a crash: the writer refuses to start rather
+    /// than bury it. A sealed newest segment stays closed; an unsealed one
+    /// is read through for what its seal will say, fsynced, and appended
+    /// to.
     fn recover(cfg: &AuditConfig, lock: File, stats: Arc<AuditStats>) -> io::Result<Writer> {
+        let signer = cfg.signing_key.as_deref().map(Signer::load).transpose()?;
         let now = Instant::now();
         let mut writer = Writer {
             _lock: lock,
+            instance: cfg.instance.clone(),
+            signer,
             fsync: cfg.fsync,
             batch_interval: Duration::from_millis(cfg.batch_ms),
             segment_bytes: cfg.segment_bytes,
+            checkpoint_interval: cfg.checkpoint_interval,
             max_batch: cfg.queue.max(1),
             log: Log {
                 dir: cfg.dir.clone(),
                 sync_dir: cfg.fsync != FsyncMode::Never,
+                max_age: cfg.segment_max_age,
                 open: None,
                 broken: None,
             },
@@ -247,34 +307,48 @@ impl Writer {
             last_failure: now,
             dirty: false,
             last_sync: now,
+            synced_seq: 0,
+            tip_segment: 1,
+            checkpointed_seq: 0,
+            last_checkpoint: now,
             stats,
         };
         let segments = chain::segments(&cfg.dir)?;
-        let Some((_, newest)) = segments.last() else {
+        let Some((newest_seq, newest)) = segments.last() else {
+            writer.check_checkpoint()?;
             return Ok(writer);
         };
+        let sealed = seal::seal_path(newest).exists();
         let file = OpenOptions::new().read(true).write(true).open(newest)?;
         let tail = read_tail(&file, newest)?;
-        let last = match (&tail.last, segments.len()) {
-            (Some(link), _) => Some(link.clone()),
-            (None, 1) => None,
+        let (last, tip) = match (&tail.last, segments.len()) {
+            (Some(link), _) => (Some(link.clone()), *newest_seq),
+            (None, 1) => (None, *newest_seq),
             // The newest segment holds no record: the chain ends in the one
             // before, which was closed whole.
             (None, n) => {
-                let path = &segments[n - 2].1;
+                let (seq, path) = &segments[n - 2];
                 let before = read_tail(&File::open(path)?, path)?;
                 if let Some(why) = before.cut {
                     return Err(damaged(path, &why));
                 }
-                before.last
+                (before.last, *seq)
             }
         };
         if let Some(link) = last {
             writer.next_seq = link.seq + 1;
             writer.prev = link.hash;
         }
+        writer.tip_segment = tip;
+        writer.check_checkpoint()?;
         let mut len = tail.good_len;
         if let Some(why) = tail.cut {
+            if sealed {
+                return Err(damaged(
+                    newest,
+                    &format!("it is sealed, yet its end is not ({why})"),
+                ));
+            }
             let cut_bytes = file.metadata()?.len() - len;
             let rec = Record::Recovery(RecoveryRecord {
                 cut_bytes,
@@ -288,17 +362,64 @@ impl Writer {
             file.write_all_at(&writer.buf, len)?;
             len += writer.buf.len() as u64;
             file.set_len(len)?;
-            file.sync_data()?;
-            writer.stats.fsyncs_total.fetch_add(1, Relaxed);
             writer.stats.records_total.fetch_add(1, Relaxed);
+            writer.tip_segment = *newest_seq;
             tracing::warn!(cut_bytes, segment = %newest.display(), "audit log recovered from a torn write");
         }
-        writer.log.open = Some(Segment {
-            file: OpenOptions::new().append(true).open(newest)?,
-            path: newest.clone(),
-            len,
-        });
+        if !sealed {
+            // What the last run wrote may still be only in the page cache.
+            file.sync_data()?;
+            writer.stats.fsyncs_total.fetch_add(1, Relaxed);
+            let span = read_span(newest, *newest_seq, &writer.prev)?;
+            let age =
+                OffsetDateTime::parse(&span.min_ts, &time::format_description::well_known::Rfc3339)
+                    .map_or(Duration::ZERO, |t| {
+                        (OffsetDateTime::now_utc() - t)
+                            .try_into()
+                            .unwrap_or(Duration::ZERO)
+                    });
+            let seal_at = if len >= cfg.segment_bytes {
+                now
+            } else {
+                now + cfg.segment_max_age.saturating_sub(age)
+            };
+            writer.log.open = Some(Segment {
+                file: OpenOptions::new().append(true).open(newest)?,
+                path: newest.clone(),
+                len,
+                span,
+                seal_at,
+            });
+        }
+        writer.mark_synced();
         Ok(writer)
+    }
+
+    /// A log that ends before the seq its checkpoint vouches for was cut
+    /// while no writer ran: appending to it, and then checkpointing, would
+    /// hide that.
+    fn check_checkpoint(&self) -> io::Result<()> {
+        let path = self.log.dir.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            return Ok(());
+        }
+        match seal::read(&path) {
+            Ok(signed) => match signed.statement {
+                Statement::Checkpoint(cp) if cp.seq >= self.next_seq => Err(damaged(
+                    &path,
+                    &format!(
+                        "it vouches for seq {}, but the log ends at seq {}",
+                        cp.seq,
+                        self.next_seq - 1
+                    ),
+                )),
+                _ => Ok(()),
+            },
+            Err(e) => {
+                tracing::warn!(checkpoint = %path.display(), error = ?e, "unreadable audit checkpoint; the next one replaces it");
+                Ok(())
+            }
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -337,11 +458,15 @@ impl Writer {
             if !done.is_empty() {
                 break;
             }
+            // Under steady load the timer never fires.
+            self.seal_if_due();
+            self.checkpoint_if_due(false);
         }
         // Stopping: shutdown was asked for, or every handle is gone.
         if self.fsync != FsyncMode::Never || !done.is_empty() {
             self.sync_now();
         }
+        self.checkpoint_if_due(true);
         self.stats
             .lost_total
             .fetch_add(self.retry.len() as u64, Relaxed);
@@ -354,12 +479,21 @@ impl Writer {
     }
 
     /// When the writer must act without a new record: a batch-mode fsync
-    /// that is due, or completions to retry.
+    /// that is due, completions to retry, a segment to seal, or a
+    /// checkpoint to write.
     fn wake_at(&self) -> Option<Instant> {
         let sync = (self.fsync == FsyncMode::Batch && self.dirty)
             .then(|| self.last_sync + self.batch_interval);
         let retry = (!self.retry.is_empty()).then(|| self.last_failure + RETRY_AFTER);
-        sync.into_iter().chain(retry).min()
+        let seal = self
+            .log
+            .open
+            .as_ref()
+            .filter(|seg| seg.span.records > 0)
+            .map(|seg| seg.seal_at);
+        let checkpoint = (self.next_seq - 1 > self.checkpointed_seq)
+            .then(|| self.last_checkpoint + self.checkpoint_interval);
+        [sync, retry, seal, checkpoint].into_iter().flatten().min()
     }
 
     fn on_timer(&mut self) {
@@ -369,6 +503,8 @@ impl Writer {
         if self.dirty && self.last_sync.elapsed() >= self.batch_interval {
             self.sync_now();
         }
+        self.seal_if_due();
+        self.checkpoint_if_due(false);
     }
 
     /// Chains and writes the retried completions and `batch`, then answers.
@@ -383,7 +519,7 @@ impl Writer {
             self.chain(rec);
         }
         let started = Instant::now();
-        match self.write_batch(first_seq) {
+        match self.write_batch(batch, &first_prev) {
             Ok(()) => {
                 let nanos = started.elapsed().as_nanos() as u64;
                 self.stats.write_nanos_sum.fetch_add(nanos, Relaxed);
@@ -399,7 +535,6 @@ impl Writer {
                         let _ = ack.send(Ok(Written { seq }));
                     }
                 }
-                self.rotate_if_full();
             }
             Err(e) => {
                 self.next_seq = first_seq;
@@ -432,8 +567,14 @@ impl Writer {
         self.next_seq += 1;
     }
 
-    fn write_batch(&mut self, first_seq: u64) -> io::Result<()> {
-        let seg = self.log.open(first_seq)?;
+    /// Writes the chained `batch` (in `buf`), which follows `first_prev`.
+    fn write_batch(
+        &mut self,
+        batch: &[(Unchained, Option<Ack>)],
+        first_prev: &str,
+    ) -> io::Result<()> {
+        let first_seq = self.next_seq - batch.len() as u64;
+        let seg = self.log.open(first_seq, first_prev)?;
         seg.file.write_all(&self.buf)?;
         self.stats.writes_total.fetch_add(1, Relaxed);
         let sync = match self.fsync {
@@ -444,42 +585,137 @@ impl Writer {
         if sync {
             seg.file.sync_data()?;
             self.stats.fsyncs_total.fetch_add(1, Relaxed);
-            self.last_sync = Instant::now();
         }
-        self.dirty = !sync;
+        let was_full = seg.len >= self.segment_bytes;
         seg.len += self.buf.len() as u64;
+        if !was_full && seg.len >= self.segment_bytes {
+            seg.seal_at = Instant::now();
+        }
+        seg.span.add(batch.iter().map(|(rec, _)| rec.ts.as_str()));
+        self.tip_segment = seg.span.first_seq;
+        if sync {
+            self.mark_synced();
+        } else {
+            self.dirty = true;
+        }
         Ok(())
     }
 
-    /// An fsync outside a batch (timer, rotation, shutdown). The records it
-    /// covers have been answered already, so a failure can only be counted.
-    /// With no segment open (after a failure) there is nothing to sync now:
-    /// the next good batch's fsync covers the file's earlier writes too.
-    fn sync_now(&mut self) {
-        if let Some(seg) = &self.log.open {
-            match seg.file.sync_data() {
+    /// An fsync outside a batch (timer, seal, checkpoint, shutdown), and
+    /// whether it covered every record written. The records it covers have
+    /// been answered already, so a failure can only be counted. With no
+    /// segment open (after a failure) there is nothing to sync now: the
+    /// next good batch's fsync covers the file's earlier writes too.
+    fn sync_now(&mut self) -> bool {
+        let synced = match &self.log.open {
+            Some(seg) => match seg.file.sync_data() {
                 Ok(()) => {
                     self.stats.fsyncs_total.fetch_add(1, Relaxed);
+                    true
                 }
-                Err(e) => self.fail(&e),
-            }
+                Err(e) => {
+                    self.fail(&e);
+                    false
+                }
+            },
+            None => false,
+        };
+        if synced {
+            self.mark_synced();
+        } else {
+            self.dirty = false;
+            self.last_sync = Instant::now();
         }
-        self.dirty = false;
-        self.last_sync = Instant::now();
+        synced
     }
 
-    fn rotate_if_full(&mut self) {
-        if self
-            .log
-            .open
-            .as_ref()
-            .is_some_and(|seg| seg.len >= self.segment_bytes)
-        {
-            if self.fsync != FsyncMode::Never {
-                self.sync_now();
-            }
+    /// Every record written so far is on disk.
+    fn mark_synced(&mut self) {
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.synced_seq = self.next_seq - 1;
+        self.stats.synced_seq.store(self.synced_seq, Relaxed);
+    }
+
+    /// Whether every record written is on disk, after an fsync if needed.
+    fn all_synced(&mut self) -> bool {
+        self.synced_seq == self.next_seq - 1 || self.sync_now()
+    }
+
+    /// Closes the open segment with its seal once it is full or old. A
+    /// segment whose seal cannot be written stays open, and sealing is
+    /// tried again after a while.
+    fn seal_if_due(&mut self) {
+        let now = Instant::now();
+        let Some(seg) = &self.log.open else { return };
+        if seg.span.records == 0 || now < seg.seal_at {
+            return;
+        }
+        let path = seal::seal_path(&seg.path);
+        let statement = Statement::Seal(Seal {
+            instance: self.instance.clone(),
+            segment: chain::segment_name(seg.span.first_seq),
+            first_seq: seg.span.first_seq,
+            last_seq: self.next_seq - 1,
+            records: seg.span.records,
+            min_ts: seg.span.min_ts.clone(),
+            max_ts: seg.span.max_ts.clone(),
+            prev: seg.span.prev.clone(),
+            last_hash: self.prev.clone(),
+            sealed_at: timestamp(OffsetDateTime::now_utc()),
+            key_id: self.key_id(),
+        });
+        if self.all_synced() && self.publish(&path, &statement) {
+            self.stats.seals_total.fetch_add(1, Relaxed);
             // The next batch opens the next segment, named by its first seq.
             self.log.open = None;
+        } else if let Some(seg) = &mut self.log.open {
+            seg.seal_at = now + RETRY_AFTER;
+        }
+    }
+
+    /// Writes a checkpoint of the last record when records came since the
+    /// last one, and `checkpoint_interval` has passed or `now` says so.
+    fn checkpoint_if_due(&mut self, now: bool) {
+        let last = self.next_seq - 1;
+        if last == self.checkpointed_seq
+            || (!now && self.last_checkpoint.elapsed() < self.checkpoint_interval)
+        {
+            return;
+        }
+        self.last_checkpoint = Instant::now();
+        if !self.all_synced() {
+            return;
+        }
+        let statement = Statement::Checkpoint(Checkpoint {
+            instance: self.instance.clone(),
+            segment: chain::segment_name(self.tip_segment),
+            seq: last,
+            hash: self.prev.clone(),
+            ts: timestamp(OffsetDateTime::now_utc()),
+            key_id: self.key_id(),
+        });
+        if self.publish(&self.log.dir.join(CHECKPOINT_FILE), &statement) {
+            self.stats.checkpoints_total.fetch_add(1, Relaxed);
+            self.checkpointed_seq = last;
+        }
+    }
+
+    fn key_id(&self) -> Option<String> {
+        self.signer.as_ref().map(|s| s.id.clone())
+    }
+
+    /// Writes a seal or checkpoint. A failure is counted and left to be
+    /// tried again; it does not make the log unhealthy, as the records are
+    /// written.
+    fn publish(&self, path: &Path, statement: &Statement) -> bool {
+        match seal::write(path, statement, self.signer.as_ref()) {
+            Ok(()) => true,
+            Err(e) => {
+                self.stats.seal_errors_total.fetch_add(1, Relaxed);
+                tracing::warn!(file = %path.display(), error = %e, "cannot write an audit seal or checkpoint");
+                false
+            }
         }
     }
 
@@ -504,6 +740,44 @@ struct Segment {
     file: File,
     path: PathBuf,
     len: u64,
+    span: Span,
+    /// When it is to be sealed: once old (or now, once full).
+    seal_at: Instant,
+}
+
+/// What a segment's seal will say about it; grows with each good batch.
+#[derive(Debug)]
+struct Span {
+    first_seq: u64,
+    /// What its first record links to.
+    prev: String,
+    records: u64,
+    min_ts: String,
+    max_ts: String,
+}
+
+impl Span {
+    fn new(first_seq: u64, prev: &str) -> Span {
+        Span {
+            first_seq,
+            prev: prev.to_owned(),
+            records: 0,
+            min_ts: String::new(),
+            max_ts: String::new(),
+        }
+    }
+
+    fn add<'a>(&mut self, ts: impl Iterator<Item = &'a str>) {
+        for ts in ts {
+            if self.records == 0 || ts < self.min_ts.as_str() {
+                ts.clone_into(&mut self.min_ts);
+            }
+            if self.records == 0 || ts > self.max_ts.as_str() {
+                ts.clone_into(&mut self.max_ts);
+            }
+            self.records += 1;
+        }
+    }
 }
 
 struct Log {
@@ -511,34 +785,36 @@ struct Log {
     /// fsync the directory after creating a segment, so the new file's name
     /// is as durable as its contents.
     sync_dir: bool,
+    /// `segment_max_age`.
+    max_age: Duration,
     open: Option<Segment>,
-    /// The segment a failed write left behind, and its good length.
-    broken: Option<(PathBuf, u64)>,
+    /// The segment a failed write left behind, cut back to its good length.
+    broken: Option<Segment>,
 }
 
 impl Log {
     /// The segment to append to: the open one; else the one a failure left
     /// behind, reopened and cut back to its good length; else a new one
-    /// named by `first_seq`, also when the old one vanished or was cut
-    /// short by someone else (the gap then shows in verification, as it
-    /// should).
-    fn open(&mut self, first_seq: u64) -> io::Result<&mut Segment> {
+    /// whose first record is `first_seq` after `prev`, also when the old
+    /// one vanished or was cut short by someone else (the gap then shows in
+    /// verification, as it should).
+    fn open(&mut self, first_seq: u64, prev: &str) -> io::Result<&mut Segment> {
         let seg = match (self.open.take(), self.broken.take()) {
             (Some(seg), _) => seg,
-            (None, Some((path, len))) => match reopen(&path, len) {
-                Ok(Some(file)) => Segment { file, path, len },
-                Ok(None) => self.create(first_seq)?,
+            (None, Some(seg)) => match reopen(&seg.path, seg.len) {
+                Ok(Some(file)) => Segment { file, ..seg },
+                Ok(None) => self.create(first_seq, prev)?,
                 Err(e) => {
-                    self.broken = Some((path, len));
+                    self.broken = Some(seg);
                     return Err(e);
                 }
             },
-            (None, None) => self.create(first_seq)?,
+            (None, None) => self.create(first_seq, prev)?,
         };
         Ok(self.open.insert(seg))
     }
 
-    fn create(&self, first_seq: u64) -> io::Result<Segment> {
+    fn create(&self, first_seq: u64, prev: &str) -> io::Result<Segment> {
         let path = self.dir.join(chain::segment_name(first_seq));
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         if file.metadata()?.len() != 0 {
@@ -550,7 +826,13 @@ impl Log {
         if self.sync_dir {
             File::open(&self.dir)?.sync_all()?;
         }
-        Ok(Segment { file, path, len: 0 })
+        Ok(Segment {
+            file,
+            path,
+            len: 0,
+            span: Span::new(first_seq, prev),
+            seal_at: Instant::now() + self.max_age,
+        })
     }
 
     /// Drops the open segment after a failed write, cutting what the write
@@ -558,7 +840,7 @@ impl Log {
     fn rollback(&mut self) {
         if let Some(seg) = self.open.take() {
             let _ = seg.file.set_len(seg.len);
-            self.broken = Some((seg.path, seg.len));
+            self.broken = Some(seg);
         }
     }
 }
@@ -655,6 +937,38 @@ fn read_tail(file: &File, path: &Path) -> io::Result<Tail> {
         last,
         cut,
     })
+}
+
+/// The span of a segment that recovery found unsealed, read through: every
+/// record must match its hash and follow the one before. `prev` is where
+/// the chain ends, for a segment without records.
+fn read_span(path: &Path, first_seq: u64, prev: &str) -> io::Result<Span> {
+    let mut span = Span::new(first_seq, prev);
+    let mut last: Option<Link> = None;
+    for (i, line) in BufReader::new(File::open(path)?).split(b'\n').enumerate() {
+        let link = chain::check_line(&line?).map_err(|e| {
+            damaged(
+                path,
+                &format!("line {} is not a good record ({e:?})", i + 1),
+            )
+        })?;
+        let follows = match &last {
+            Some(before) => link.seq == before.seq + 1 && link.prev == before.hash,
+            None => link.seq == first_seq,
+        };
+        if !follows {
+            return Err(damaged(
+                path,
+                &format!("record {} does not follow the one before it", link.seq),
+            ));
+        }
+        if last.is_none() {
+            span.prev.clone_from(&link.prev);
+        }
+        span.add(std::iter::once(link.ts.as_str()));
+        last = Some(link);
+    }
+    Ok(span)
 }
 
 fn damaged(path: &Path, why: &str) -> io::Error {

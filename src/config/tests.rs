@@ -76,6 +76,8 @@ fn defaults() {
     assert!(!c.audit.instance.is_empty());
     assert_eq!(c.audit.queue, 65_536);
     assert_eq!(c.audit.segment_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.audit.segment_max_age, Duration::from_secs(3600));
+    assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(5));
 }
 
 #[test]
@@ -122,6 +124,8 @@ hash_key = "certs/hmac.key"
 instance = "edge-bj6-a"
 queue = 1024
 segment_bytes = 1048576
+segment_max_age_s = 600
+checkpoint_interval_ms = 2500
 "#,
     );
     assert_eq!(c.rules, Path::new("/srv/rules"));
@@ -182,6 +186,8 @@ segment_bytes = 1048576
     assert_eq!(c.audit.instance, "edge-bj6-a");
     assert_eq!(c.audit.queue, 1024);
     assert_eq!(c.audit.segment_bytes, 1 << 20);
+    assert_eq!(c.audit.segment_max_age, Duration::from_secs(600));
+    assert_eq!(c.audit.checkpoint_interval, Duration::from_millis(2500));
 }
 
 #[test]
@@ -275,7 +281,7 @@ fn unreadable_file() {
 fn unknown_key() {
     assert_eq!(
         errors("[audit]\nfsynk = \"always\"\n"),
-        ["gk.toml:7:1: error: unknown field `fsynk`, expected one of `dir`, `fsync`, `batch_ms`, `on_failure`, `signing_key`, `client_ip`, `key_hash`, `hash_key`, `instance`, `queue`, `segment_bytes`"]
+        ["gk.toml:7:1: error: unknown field `fsynk`, expected one of `dir`, `fsync`, `batch_ms`, `on_failure`, `signing_key`, `client_ip`, `key_hash`, `hash_key`, `instance`, `queue`, `segment_bytes`, `segment_max_age_s`, `checkpoint_interval_ms`"]
     );
 }
 
@@ -409,11 +415,13 @@ fn only_the_embedded_store_takes_credentials() {
 #[test]
 fn zero_is_not_a_timeout_or_size() {
     assert_eq!(
-        errors("[audit]\nbatch_ms = 0\nqueue = 0\nsegment_bytes = 0\n"),
+        errors("[audit]\nbatch_ms = 0\nqueue = 0\nsegment_bytes = 0\nsegment_max_age_s = 0\ncheckpoint_interval_ms = 0\n"),
         [
             "gk.toml:7:12: error: audit.batch_ms must be greater than 0",
             "gk.toml:8:9: error: audit.queue must be greater than 0",
             "gk.toml:9:17: error: audit.segment_bytes must be greater than 0",
+            "gk.toml:10:21: error: audit.segment_max_age_s must be greater than 0",
+            "gk.toml:11:26: error: audit.checkpoint_interval_ms must be greater than 0",
         ]
     );
     let text = MINIMAL.replace("[geoip]", "connect_timeout_ms = 0\nresponse_timeout_ms = 0\nidle_timeout_ms = 0\npool_idle_ms = 0\n[geoip]");

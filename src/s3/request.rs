@@ -112,9 +112,32 @@ fn verb(method: &Method) -> Result<Verb, S3Error> {
     })
 }
 
+/// Headers the gate reads to classify and frame a request.
+const READ_HEADERS: [HeaderName; 8] = [
+    header::HOST,
+    COPY_SOURCE_HEADER,
+    DATA_CATEGORY_HEADER,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+];
+
 /// Headers that would let a request become something other than the one
 /// request the gate decided on (DESIGN §2 phase 5).
 fn check_hop_headers(headers: &HeaderMap) -> Result<(), S3Error> {
+    // CGI and WSGI servers name headers `HTTP_X_AMZ_COPY_SOURCE`, so
+    // `x_amz_copy_source` is the copy source to them and nothing to the
+    // gate.
+    for name in headers.keys().filter(|n| n.as_str().contains('_')) {
+        let dashed = name.as_str().replace('_', "-");
+        if READ_HEADERS.iter().any(|h| h.as_str() == dashed) {
+            return Err(S3Error::bad_request(format!(
+                "header {name} reads as {dashed} to some servers"
+            )));
+        }
+    }
     if headers.contains_key(header::UPGRADE) {
         return Err(S3Error::bad_request("Upgrade is not allowed"));
     }
@@ -187,6 +210,14 @@ impl Target {
 
 fn target(uri: &Uri, headers: &HeaderMap, hosts: &Hosts) -> Result<Target, S3Error> {
     let host = host_name(authority(uri, headers)?)?;
+    // DNS ignores case, but not every S3 server does: s3s matches its
+    // domain case-sensitively and reads anything else as a CNAME bucket.
+    // SDKs send lower case.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(S3Error::bad_request(format!(
+            "Host {host:?} has upper-case letters"
+        )));
+    }
     let path = uri.path();
     let Some(path) = path.strip_prefix('/') else {
         return Err(S3Error::bad_request(
@@ -236,7 +267,7 @@ fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Result<&'a str, S3Erro
         })
         .transpose()?;
     let authority = match (host_header, uri.authority()) {
-        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a.as_str()) => {
+        (Some(h), Some(a)) if h != a.as_str() => {
             return Err(S3Error::bad_request(
                 "request target authority differs from Host",
             ));
@@ -279,13 +310,10 @@ fn host_name(authority: &str) -> Result<&str, S3Error> {
 /// that more than one configured name could explain is refused: the
 /// upstream might resolve it the other way.
 fn vhost_bucket<'h>(host: &'h str, hosts: &Hosts) -> Result<Option<&'h str>, S3Error> {
-    let mut path_style = hosts
-        .path_style
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(host));
+    let mut path_style = hosts.path_style.iter().any(|h| h == host);
     let mut bucket = None;
     for domain in &hosts.virtual_host_domains {
-        if host.eq_ignore_ascii_case(domain) {
+        if host == domain {
             path_style = true;
         } else if let Some(b) = bucket_label(host, domain) {
             if bucket.is_some_and(|prev| prev != b) {
@@ -304,12 +332,10 @@ fn vhost_bucket<'h>(host: &'h str, hosts: &Hosts) -> Result<Option<&'h str>, S3E
     }
 }
 
-/// `bucket` of `bucket.domain`, compared case-insensitively as DNS is.
+/// `bucket` of `bucket.domain`.
 fn bucket_label<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
-    let split = host.len().checked_sub(domain.len() + 1)?;
-    let (label, rest) = host.split_at_checked(split)?;
-    let suffix = rest.strip_prefix('.')?;
-    (!label.is_empty() && suffix.eq_ignore_ascii_case(domain)).then_some(label)
+    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!label.is_empty()).then_some(label)
 }
 
 fn ambiguous_host(host: &str) -> S3Error {
@@ -405,6 +431,16 @@ pub(crate) fn check_key(key: &str) -> Result<(), S3Error> {
     if key.split(['/', '\\']).any(is_dot_segment) {
         return Err(S3Error::invalid_argument(
             "'.' or '..' segment in the object key",
+        ));
+    }
+    // S3 keeps `a//b` and `/a` as they are; s3s can be set to collapse
+    // them, and a file-system backend stores `a//b` as the file of `a/b`:
+    // either way the upstream acts on a key whose prefix the gate did not
+    // classify. A trailing `/` (a folder marker) is read alike everywhere.
+    let body = key.strip_suffix(['/', '\\']).unwrap_or(key);
+    if body.split(['/', '\\']).any(str::is_empty) {
+        return Err(S3Error::invalid_argument(
+            "empty segment ('//' or a leading '/') in the object key",
         ));
     }
     Ok(())

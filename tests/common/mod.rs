@@ -393,3 +393,38 @@ pub fn http_raw(addr: SocketAddr, request: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+impl Upstream {
+    /// Like [`Upstream::start`], but s3s also reads `bucket.{domain}` as
+    /// virtual-hosted style, `{domain}` and IP literals as path style, and
+    /// any other name as a CNAME bucket, as S3 does. s3s compares the whole
+    /// Host, port included, so clients send `domain` without a port.
+    pub fn start_vhost(domain: &str) -> Upstream {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        builder.set_host(s3s::host::SingleDomain::new(domain).unwrap());
+        let service = builder.build();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        rt.spawn(async move {
+            let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            while let Ok((socket, _)) = listener.accept().await {
+                let conn = server
+                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(conn);
+            }
+        });
+        Upstream { addr, dir, _rt: rt }
+    }
+}
