@@ -429,6 +429,8 @@ async fn run(cfg: Config) -> Result<(), String> {
             connect_timeout: cfg.upstream.connect_timeout,
             response_timeout: cfg.upstream.response_timeout,
             pool_idle: cfg.upstream.pool_idle,
+            ca: cfg.upstream.ca.clone(),
+            client_cert: cfg.upstream.client_cert.clone(),
         },
     )?;
 

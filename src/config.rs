@@ -115,6 +115,12 @@ pub struct Upstream {
     /// checks its own credentials (the gate forwards signatures untouched).
     pub access_key: String,
     pub secret_key: String,
+    /// For an `https://` upstream: the PEM CA to trust instead of the
+    /// system's roots.
+    pub ca: Option<PathBuf>,
+    /// For an `https://` upstream that wants one: the gate's client
+    /// certificate and key (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -341,6 +347,9 @@ struct RawUpstream {
     pool_idle_ms: Option<Spanned<u64>>,
     access_key: Option<Name>,
     secret_key: Option<Name>,
+    ca: Option<Name>,
+    client_cert: Option<Name>,
+    client_key: Option<Name>,
 }
 
 #[derive(Default, Deserialize)]
@@ -503,16 +512,61 @@ impl Validator<'_> {
         );
         let pool_idle = self.positive(raw.pool_idle_ms.as_ref(), "upstream.pool_idle_ms", 90_000);
         let credentials = self.credentials(raw, target.as_ref().ok());
+        let tls = self.upstream_tls(raw, target.as_ref().ok());
         let (access_key, secret_key) = credentials?;
+        let (ca, client_cert) = tls?;
         Ok(Upstream {
             access_key,
             secret_key,
+            ca,
+            client_cert,
             target: target?,
             connect_timeout: Duration::from_millis(connect?),
             response_timeout: Duration::from_millis(response?),
             idle_timeout: Duration::from_millis(idle?),
             pool_idle: Duration::from_millis(pool_idle?),
         })
+    }
+
+    /// TLS settings mean something for an `https://` upstream only; a
+    /// client certificate needs its key and the other way round.
+    #[allow(clippy::type_complexity)]
+    fn upstream_tls(
+        &mut self,
+        raw: &RawUpstream,
+        target: Option<&UpstreamTarget>,
+    ) -> Result<(Option<PathBuf>, Option<(PathBuf, PathBuf)>), Reported> {
+        let https =
+            matches!(target, Some(UpstreamTarget::Http(u)) if u.scheme_str() == Some("https"));
+        let mut result = Ok(());
+        for (value, key) in [
+            (&raw.ca, "upstream.ca"),
+            (&raw.client_cert, "upstream.client_cert"),
+            (&raw.client_key, "upstream.client_key"),
+        ] {
+            if let (Some(v), false) = (value, https) {
+                result = Err(self.error(v, format!("{key} is for an https:// upstream only")));
+            }
+        }
+        let ca = raw
+            .ca
+            .as_ref()
+            .map(|p| self.path(p, "upstream.ca"))
+            .transpose();
+        let pair = match (&raw.client_cert, &raw.client_key) {
+            (Some(c), Some(k)) => {
+                let cert = self.path(c, "upstream.client_cert");
+                let key = self.path(k, "upstream.client_key");
+                Ok(Some((cert?, key?)))
+            }
+            (Some(v), None) | (None, Some(v)) => Err(self.error(
+                v,
+                "upstream.client_cert and upstream.client_key go together",
+            )),
+            (None, None) => Ok(None),
+        };
+        result?;
+        Ok((ca?, pair?))
     }
 
     /// Only the embedded store takes credentials, and it needs them.

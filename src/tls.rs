@@ -146,7 +146,7 @@ fn build(files: &Files) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -154,6 +154,10 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("{}: no certificate in the file", path.display()));
     }
     Ok(certs)
+}
+
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn dns_names(der: &CertificateDer<'_>) -> Vec<String> {
@@ -185,8 +189,7 @@ struct SniResolver {
 impl SniResolver {
     fn add(&mut self, provider: &CryptoProvider, cert: &Path, key: &Path) -> Result<(), String> {
         let chain = read_certs(cert)?;
-        let key_der =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+        let key_der = read_key(key)?;
         let signing = provider
             .key_provider
             .load_private_key(key_der)

@@ -238,3 +238,57 @@ fn replaced_certificates_take_effect_and_broken_ones_do_not() {
         "a broken certificate file keeps the one in force"
     );
 }
+
+/// A gate in front of an https:// upstream that wants a client certificate.
+fn gate_to_tls_upstream(upstream: &Upstream, certs: &Path, client: bool) -> Gate {
+    let dir = Gate::prepare(
+        &format!("https://127.0.0.1:{}", upstream.addr.port()),
+        common::TEST_RULES,
+        "",
+    );
+    let config = dir.path().join("gatekeeper.toml");
+    let mut tls = format!("ca = {:?}\n", certs.join("ca.pem"));
+    if client {
+        tls += &format!(
+            "client_cert = {:?}\nclient_key = {:?}\n",
+            certs.join("gate.upstream.test.pem"),
+            certs.join("gate.upstream.test-key.pem")
+        );
+    }
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "response_timeout_ms = 120000\n",
+        &format!("response_timeout_ms = 120000\n{tls}"),
+    );
+    std::fs::write(&config, text).unwrap();
+    Gate::spawn(dir)
+}
+
+#[test]
+fn an_https_upstream_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    certs_dev(certs.path(), &["gate.upstream.test"]);
+    let c = certs.path();
+    let upstream = Upstream::start_tls(
+        &c.join("server.pem"),
+        &c.join("server-key.pem"),
+        &c.join("ca.pem"),
+    );
+
+    let gate = gate_to_tls_upstream(&upstream, c, true);
+    let r = gate.boto(
+        r#"
+s3 = client()
+s3.create_bucket(Bucket="acme-data")
+body = bytes(range(256)) * 300
+s3.put_object(Bucket="acme-data", Key="k", Body=body)
+out(s3.get_object(Bucket="acme-data", Key="k")["Body"].read() == body)
+"#,
+    );
+    assert_eq!(r, true);
+    assert!(upstream.dir.path().join("acme-data/k").exists());
+
+    // Without the certificate the upstream refuses the handshake: a 502.
+    let gate = gate_to_tls_upstream(&upstream, c, false);
+    let r = gate.boto(r#"out(attempt(client().head_bucket, Bucket="acme-data")["status"])"#);
+    assert_eq!(r, 502);
+}

@@ -499,3 +499,27 @@ fn every_error_at_once() {
         ]
     );
 }
+
+#[test]
+fn upstream_tls_settings_belong_to_an_https_upstream_and_go_in_pairs() {
+    let c = config(
+        "region = \"bj\"\n[upstream]\nurl = \"https://s3.internal:9000\"\nca = \"ca.pem\"\n\
+         client_cert = \"gate.pem\"\nclient_key = \"gate-key.pem\"\n[geoip]\ndatabase = \"g.mmdb\"\n",
+    );
+    assert_eq!(c.upstream.ca.as_deref(), Some(Path::new("/etc/gk/ca.pem")));
+    assert_eq!(
+        c.upstream.client_cert,
+        Some((
+            PathBuf::from("/etc/gk/gate.pem"),
+            PathBuf::from("/etc/gk/gate-key.pem")
+        ))
+    );
+    assert_eq!(
+        errors_of("region = \"bj\"\n[upstream]\nurl = \"http://s3:9000\"\nca = \"ca.pem\"\n[geoip]\ndatabase = \"g\"\n"),
+        ["gk.toml:4:6: error: upstream.ca is for an https:// upstream only"]
+    );
+    assert_eq!(
+        errors_of("region = \"bj\"\n[upstream]\nurl = \"https://s3:9000\"\nclient_key = \"k.pem\"\n[geoip]\ndatabase = \"g\"\n"),
+        ["gk.toml:4:14: error: upstream.client_cert and upstream.client_key go together"]
+    );
+}

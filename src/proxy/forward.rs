@@ -1,12 +1,14 @@
 //! The upstream: a pooled hyper client, and the built-in local store.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,7 +36,7 @@ impl UpstreamError {
 }
 
 pub struct Upstream {
-    client: Client<HttpConnector, ReqBody>,
+    client: Client<HttpsConnector<HttpConnector>, ReqBody>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -44,6 +46,10 @@ pub struct UpstreamOptions {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub pool_idle: Duration,
+    /// PEM CA for an https:// upstream; None: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// PEM certificate and key the gate presents to an https:// upstream.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Upstream {
@@ -52,18 +58,24 @@ impl Upstream {
             .scheme()
             .cloned()
             .ok_or("upstream url needs a scheme")?;
-        if scheme != Scheme::HTTP {
-            return Err(format!(
-                "upstream scheme {scheme} is not supported yet; use http://"
-            ));
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(format!("upstream scheme {scheme}: use http:// or https://"));
         }
         let authority = base
             .authority()
             .cloned()
             .ok_or("upstream url needs a host")?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(opts.connect_timeout));
-        connector.set_nodelay(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(opts.connect_timeout));
+        http.set_nodelay(true);
+        // The https connector takes the target's own scheme: http:// stays
+        // plain.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(opts)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(opts.pool_idle)
             .pool_timer(TokioTimer::new())
@@ -109,6 +121,34 @@ impl Upstream {
     }
 }
 
+fn client_tls(opts: &UpstreamOptions) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?;
+    let builder = match &opts.ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in crate::tls::read_certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .with_native_roots()
+            .map_err(|e| format!("system CA certificates: {e}"))?,
+    };
+    match &opts.client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(crate::tls::read_certs(cert)?, crate::tls::read_key(key)?)
+            .map_err(|e| format!("{}: {e}", cert.display())),
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
 /// Starts the built-in local S3 store (s3s-fs over `dir`) on an ephemeral
 /// loopback port and returns its address; it checks SigV4 with the given
 /// keys. It serves path-style requests only: s3s matches virtual-host
@@ -119,11 +159,36 @@ pub async fn start_embedded(
     access_key: &str,
     secret_key: &str,
 ) -> std::io::Result<SocketAddr> {
+    start_store(dir, access_key, secret_key, StoreOptions::default()).await
+}
+
+/// How the local store listens, beyond the built-in defaults: what the
+/// tests need to stand in for real storage.
+#[derive(Default)]
+pub struct StoreOptions {
+    /// Read `bucket.{domain}` as virtual-hosted style (s3s compares the
+    /// whole Host, port included).
+    pub domain: Option<String>,
+    /// Serve over TLS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+pub async fn start_store(
+    dir: &Path,
+    access_key: &str,
+    secret_key: &str,
+    opts: StoreOptions,
+) -> std::io::Result<SocketAddr> {
     use s3s::service::S3ServiceBuilder;
     std::fs::create_dir_all(dir)?;
     let fs = s3s_fs::FileSystem::new(dir).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut b = S3ServiceBuilder::new(fs);
     b.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
+    if let Some(domain) = &opts.domain {
+        let host = s3s::host::SingleDomain::new(domain)
+            .map_err(|e| std::io::Error::other(format!("{domain}: {e:?}")))?;
+        b.set_host(host);
+    }
     let service = b.build();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -133,11 +198,17 @@ pub async fn start_embedded(
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
             };
-            let conn = server
-                .serve_connection(TokioIo::new(socket), service.clone())
-                .into_owned();
+            let server = server.clone();
+            let service = service.clone();
+            let tls = opts.tls.clone();
             tokio::spawn(async move {
-                let _ = conn.await;
+                let _ = match tls {
+                    None => server.serve_connection(TokioIo::new(socket), service).await,
+                    Some(tls) => match tls.accept(socket).await {
+                        Ok(stream) => server.serve_connection(TokioIo::new(stream), service).await,
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });

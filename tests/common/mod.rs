@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use gatekeeper::proxy::forward::StoreOptions;
+
 pub const ACCESS_KEY: &str = "AKIDGATEKEEPERTEST";
 pub const SECRET_KEY: &str = "gatekeeper-test-secret-key";
 
@@ -27,20 +29,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addr = rt
-            .block_on(gatekeeper::proxy::forward::start_embedded(
-                dir.path(),
-                ACCESS_KEY,
-                SECRET_KEY,
-            ))
-            .unwrap();
-        Upstream { addr, dir, _rt: rt }
+        Upstream::start_with(StoreOptions::default())
     }
 }
 
@@ -400,31 +389,64 @@ impl Upstream {
     /// any other name as a CNAME bucket, as S3 does. s3s compares the whole
     /// Host, port included, so clients send `domain` without a port.
     pub fn start_vhost(domain: &str) -> Upstream {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
+        Upstream::start_with(StoreOptions {
+            domain: Some(domain.to_owned()),
+            ..StoreOptions::default()
+        })
+    }
+
+    /// Over TLS with `cert`/`key`, requiring a client certificate from `ca`.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Upstream {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in pem_certs(ca) {
+            roots.add(c).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        use rustls_pki_types::pem::PemObject;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                pem_certs(cert),
+                rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap();
+        Upstream::start_with(StoreOptions {
+            tls: Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
+            ..StoreOptions::default()
+        })
+    }
+
+    fn start_with(opts: StoreOptions) -> Upstream {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-        builder.set_host(s3s::host::SingleDomain::new(domain).unwrap());
-        let service = builder.build();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))
+        let addr = rt
+            .block_on(gatekeeper::proxy::forward::start_store(
+                dir.path(),
+                ACCESS_KEY,
+                SECRET_KEY,
+                opts,
+            ))
             .unwrap();
-        let addr = listener.local_addr().unwrap();
-        rt.spawn(async move {
-            let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            while let Ok((socket, _)) = listener.accept().await {
-                let conn = server
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(conn);
-            }
-        });
         Upstream { addr, dir, _rt: rt }
     }
+}
+
+fn pem_certs(path: &Path) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
