@@ -384,6 +384,30 @@ fn malformed_and_unknown_requests_get_s3_errors() {
         "GET /acme-data/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(got, 400, "{text}");
+
+    // A body the gate must read and cannot: refused, and audited under the
+    // bucket's tenant.
+    let xml = "<ReplicationConfiguration><Rule>";
+    let (got, text) = http_raw(
+        gate.s3,
+        &format!(
+            "PUT /acme-data?replication HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{xml}",
+            xml.len()
+        ),
+    );
+    assert_eq!(got, 400, "{text}");
+    assert!(text.contains("<Code>MalformedXML</Code>"), "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-gatekeeper-request-id: "))
+        .unwrap();
+    let rec = &gate.records_of(id.trim(), 1)[0];
+    assert_eq!(rec["tenant"], "acme");
+    assert_eq!(rec["op"], "PutBucketReplication");
+    assert_eq!(rec["decision"], "deny");
+    assert_eq!(rec["reason"], "bad_request");
+    assert_eq!(rec["status"], 400);
 }
 
 #[test]

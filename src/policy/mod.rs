@@ -13,7 +13,7 @@ pub use decide::decide;
 use time::Date;
 
 use crate::locate::Location;
-use crate::rules::model::{BasisId, BucketId, CategoryId, Mode, RegionId, TenantId};
+use crate::rules::model::{BasisId, BucketId, CategoryId, Mode, RegionId, RuleSet, TenantId};
 use crate::s3::{Destination, S3Request};
 
 /// Instance settings from `gatekeeper.toml` that the decision needs,
@@ -85,10 +85,12 @@ pub enum Reason {
     LegalBasis,
     NoLegalBasis,
     AuditUnavailable,
+    /// The request (its body, for what the gate reads) is malformed: `400`.
+    BadRequest,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::UnknownBucket,
         Reason::ControlOperation,
         Reason::InvalidCategory,
@@ -101,6 +103,7 @@ impl Reason {
         Reason::LegalBasis,
         Reason::NoLegalBasis,
         Reason::AuditUnavailable,
+        Reason::BadRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,13 +120,14 @@ impl Reason {
             Reason::LegalBasis => "legal_basis",
             Reason::NoLegalBasis => "no_legal_basis",
             Reason::AuditUnavailable => "audit_unavailable",
+            Reason::BadRequest => "bad_request",
         }
     }
 
     /// The HTTP status of a denial for this reason.
     pub fn deny_status(self) -> u16 {
         match self {
-            Reason::InvalidCategory => 400,
+            Reason::InvalidCategory | Reason::BadRequest => 400,
             Reason::AuditUnavailable => 503,
             _ => 403,
         }
@@ -184,6 +188,30 @@ pub struct Decision {
     pub mode: Option<Mode>,
     /// One per configuration destination, in body order.
     pub destinations: Vec<DestinationOutcome>,
+}
+
+/// The decision on a request refused as malformed before the steps of
+/// DESIGN §3 could run: it names the bucket and tenant, if known, and
+/// nothing it did not find.
+pub fn malformed(rules: &RuleSet, request: &S3Request) -> Decision {
+    let bucket = request
+        .bucket
+        .as_deref()
+        .and_then(|b| rules.bucket_by_name(b));
+    Decision {
+        verdict: Verdict::Deny,
+        reason: Reason::BadRequest,
+        tenant: bucket.map(|b| rules.bucket(b).tenant),
+        bucket,
+        source: None,
+        category: None,
+        category_source: None,
+        from: None,
+        to: None,
+        basis: None,
+        mode: None,
+        destinations: Vec::new(),
+    }
 }
 
 /// One numbered step of DESIGN §3 as explain shows it.

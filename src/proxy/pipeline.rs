@@ -1,7 +1,7 @@
 //! The phases of DESIGN §2, once per request: classify, locate, decide,
 //! audit, forward, recheck, complete.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use super::forward::{Upstream, UpstreamError};
 use crate::audit::record::CompletionRecord;
 use crate::audit::AuditHandle;
 use crate::describe::{self, RecordSettings};
-use crate::locate;
+use crate::locate::{self, Location};
 use crate::metrics::Metrics;
 use crate::policy::{self, Decision, Facts, NoTrace, Reason, Verdict};
 use crate::s3::post::{self, PostForm};
@@ -98,6 +98,18 @@ pub type Body = RespBody<Completion>;
 /// else, so a request cannot reach the upstream undecided.
 pub struct Permit(());
 
+/// A classified request whose body turned out malformed.
+struct Malformed<'a> {
+    snap: &'a Snapshot,
+    request: &'a S3Request,
+    requester: Location,
+    client_ip: IpAddr,
+    error: S3Error,
+    resource: &'a str,
+    request_id: &'a str,
+    close: bool,
+}
+
 /// What the gate answers itself: a decision it enforces, or bad input.
 struct Refusal<'a> {
     error: S3Error,
@@ -151,13 +163,23 @@ impl Gate {
 
         let (parts, body) = req.into_parts();
         let progress = Arc::new(BodyProgress::default());
+        let malformed = |error: S3Error, close: bool| Malformed {
+            snap: &snap,
+            request: &s3req,
+            requester,
+            client_ip,
+            error,
+            resource: &resource,
+            request_id: &request_id,
+            close,
+        };
         let (destinations, body) = match s3req.op.config_body() {
             Some(kind) => match read_config_body(&parts.headers, body).await {
                 Ok(bytes) => match replication::destinations(kind, &bytes) {
                     Ok(d) => (d, ReqBody::Bytes(Some(bytes))),
-                    Err(error) => return self.bad_input(error, &resource, &request_id, false),
+                    Err(error) => return self.malformed(malformed(error, false)).await,
                 },
-                Err(error) => return self.bad_input(error, &resource, &request_id, true),
+                Err(error) => return self.malformed(malformed(error, true)).await,
             },
             // S3 takes a form upload's key and metadata from the fields
             // before the file, so the gate reads that far before deciding;
@@ -175,7 +197,7 @@ impl Gate {
                         },
                     )
                 }
-                Err(error) => return self.bad_input(error, &resource, &request_id, true),
+                Err(error) => return self.malformed(malformed(error, true)).await,
             },
             None => (
                 Vec::new(),
@@ -384,24 +406,50 @@ impl Gate {
         )
     }
 
-    fn bad_input(
-        &self,
-        error: S3Error,
-        resource: &str,
-        request_id: &str,
-        close: bool,
-    ) -> Response<Body> {
+    /// Refuses a request whose body the gate could not read as S3 defines
+    /// it; the audit record names the tenant when the bucket has one.
+    async fn malformed(&self, m: Malformed<'_>) -> Response<Body> {
         self.metrics
             .refused
-            .with_label_values(&[&error.status.to_string()])
+            .with_label_values(&[&m.error.status.to_string()])
             .inc();
+        let arrival = OffsetDateTime::now_utc();
+        let decision = policy::malformed(&m.snap.rules, m.request);
+        let facts = Facts {
+            request: m.request,
+            destinations: &[],
+            requester: m.requester,
+            stored_category: None,
+            today: arrival.date(),
+        };
+        if decision.tenant.is_some() {
+            let record = describe::decision_record(
+                &self.settings.record,
+                m.snap,
+                &facts,
+                &decision,
+                m.client_ip,
+                m.request_id,
+                arrival,
+                Some(m.error.status),
+            );
+            // Refused either way: a lost record cannot let anything through.
+            let _ = self.audit.decision(record).await;
+        }
+        self.count(
+            m.snap,
+            m.request,
+            &decision,
+            decision.verdict,
+            decision.reason,
+        );
         refuse(Refusal {
-            error,
+            error: m.error,
             decision: "deny",
-            reason: "bad_request",
-            resource,
-            request_id,
-            close,
+            reason: decision.reason.as_str(),
+            resource: m.resource,
+            request_id: m.request_id,
+            close: m.close,
         })
     }
 
