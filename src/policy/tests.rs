@@ -105,8 +105,23 @@ fn every_reason_but_audit_unavailable_is_reachable() {
         .into_iter()
         .filter(|r| !seen.contains(r))
         .collect();
-    // Step 12 is the pipeline's: only it knows whether the record was taken.
-    assert_eq!(unreached, [AuditUnavailable]);
+    // Step 12 is the pipeline's: only it knows whether the record was taken;
+    // and a malformed body stops a request before the steps run.
+    assert_eq!(unreached, [AuditUnavailable, BadRequest]);
+}
+
+#[test]
+fn a_malformed_request_names_its_tenant_and_nothing_it_did_not_find() {
+    let w = world();
+    let d = super::malformed(&w, &put("acme-data", "k").request);
+    assert_eq!((d.verdict, d.reason), (Deny, BadRequest));
+    assert_eq!(d.reason.deny_status(), 400);
+    assert_eq!(d.tenant, w.tenant_by_id("acme"));
+    assert!(d.category.is_none() && d.from.is_none() && d.to.is_none());
+    assert_eq!(
+        super::malformed(&w, &put("nobody", "k").request).tenant,
+        None
+    );
 }
 
 // ---- step 1: unknown buckets ---------------------------------------------
