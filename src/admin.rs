@@ -3,29 +3,96 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::audit::AuditHandle;
 use crate::explain;
 use crate::metrics::Metrics;
+use crate::proxy::server::EdgeMetrics;
 use crate::reload::Reloader;
-
-/// Explain requests are small JSON documents.
-const MAX_EXPLAIN_BODY: usize = 64 * 1024;
 
 pub struct Admin {
     pub metrics: Arc<Metrics>,
+    pub edge_metrics: Arc<EdgeMetrics>,
     pub reloader: Arc<Reloader>,
     pub audit: AuditHandle,
+    /// Set on SIGTERM: `/readyz` answers 503 from then on, so that load
+    /// balancers stop sending before the listeners close.
+    pub draining: Arc<AtomicBool>,
+    /// Required by `POST` endpoints and `/v1/explain` when set.
+    pub token: Option<Token>,
+    /// `limits.max_explain_body_bytes`.
+    pub max_explain_body: usize,
+    /// `limits.header_timeout`: the admin listener may be off loopback.
+    pub header_timeout: Duration,
+}
+
+/// The admin bearer token, kept as an HMAC tag under a key of this process
+/// so that a presented token is checked by comparing tags in constant time
+/// (`verify_slice`): neither the token's bytes nor its length show in how
+/// long a wrong guess takes.
+pub struct Token {
+    key: [u8; 32],
+    tag: Vec<u8>,
+}
+
+type Mac = hmac::Hmac<sha2::Sha256>;
+
+impl Token {
+    /// Reads the token from `admin.token_file`: its first line, without
+    /// surrounding whitespace.
+    pub fn load(path: &Path) -> Result<Token, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            return Err(format!("admin.token_file {} is empty", path.display()));
+        }
+        Ok(Token::new(token.as_bytes()))
+    }
+
+    fn new(token: &[u8]) -> Token {
+        use hmac::Mac as _;
+        let key = rand::random::<[u8; 32]>();
+        let tag = Token::mac(&key, token).finalize().into_bytes().to_vec();
+        Token { key, tag }
+    }
+
+    fn mac(key: &[u8; 32], data: &[u8]) -> Mac {
+        use hmac::Mac as _;
+        let mut mac = Mac::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(data);
+        mac
+    }
+
+    /// Whether `headers` carry exactly one `Authorization: Bearer <token>`
+    /// with this token.
+    fn admits(&self, headers: &http::HeaderMap) -> bool {
+        use hmac::Mac as _;
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Some((scheme, presented)) = value.as_bytes().split_at_checked(7) else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case(b"bearer ")
+            && Token::mac(&self.key, presented)
+                .verify_slice(&self.tag)
+                .is_ok()
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -50,6 +117,21 @@ fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
 
 impl Admin {
     async fn route(self: Arc<Self>, req: Request<Incoming>) -> Resp {
+        let guarded = req.method() == Method::POST || req.uri().path() == "/v1/explain";
+        if let (true, Some(token)) = (guarded, &self.token) {
+            if !token.admits(req.headers()) {
+                self.edge_metrics.admin_refused("unauthorized");
+                let mut r = json(
+                    StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({"error": "this endpoint needs Authorization: Bearer <admin token>"}),
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                return r;
+            }
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/metrics") => reply(
                 StatusCode::OK,
@@ -58,7 +140,9 @@ impl Admin {
             ),
             (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/readyz") => {
-                if self.audit.healthy() {
+                if self.draining.load(Ordering::Relaxed) {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+                } else if self.audit.healthy() {
                     reply(StatusCode::OK, "text/plain", "ready\n")
                 } else {
                     reply(
@@ -80,15 +164,23 @@ impl Admin {
             },
             (&Method::GET, "/v1/rules") => json(StatusCode::OK, &self.reloader.info()),
             (&Method::POST, "/v1/explain") => {
-                let body = match Limited::new(req.into_body(), MAX_EXPLAIN_BODY)
+                let body = match Limited::new(req.into_body(), self.max_explain_body)
                     .collect()
                     .await
                 {
                     Ok(b) => b.to_bytes(),
-                    Err(_) => {
+                    Err(e) if e.is::<LengthLimitError>() => {
+                        self.edge_metrics.admin_refused("body_too_large");
+                        let error = format!("explain body over {} bytes", self.max_explain_body);
                         return json(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            &serde_json::json!({"error": "explain body too large or incomplete"}),
+                            &serde_json::json!({ "error": error }),
+                        );
+                    }
+                    Err(_) => {
+                        return json(
+                            StatusCode::BAD_REQUEST,
+                            &serde_json::json!({"error": "explain body incomplete"}),
                         )
                     }
                 };
@@ -111,7 +203,11 @@ impl Admin {
 }
 
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(admin.header_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let socket = tokio::select! {

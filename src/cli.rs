@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,7 +192,7 @@ fn init_tracing() {
         .init();
 }
 
-fn reload_sources(cfg: &Config) -> reload::Sources {
+pub(crate) fn reload_sources(cfg: &Config) -> reload::Sources {
     reload::Sources {
         rules_dir: cfg.rules.clone(),
         geoip: cfg.geoip.database.clone(),
@@ -392,17 +393,20 @@ async fn run(cfg: Config) -> Result<(), String> {
     }
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let record = record_settings(&cfg)?;
+    let audit = crate::audit::start(audit_config(&cfg))
+        .map_err(|e| format!("audit trail {}: {e}", cfg.audit.dir.display()))?;
+    metrics.register_audit(audit.clone());
+    let kept = crate::audit::RuleStore::new(&cfg.audit.dir);
+    kept.keep(&sources.rules_dir, &first.rules.version)
+        .map_err(|e| format!("keeping rule set {}: {e}", first.rules.version))?;
     let reloader = Arc::new(Reloader::new(
         sources,
         first,
         metrics.clone(),
         record.clone(),
         hosts(&cfg),
+        kept,
     ));
-
-    let audit = crate::audit::start(audit_config(&cfg))
-        .map_err(|e| format!("audit trail {}: {e}", cfg.audit.dir.display()))?;
-    metrics.register_audit(audit.clone());
 
     let upstream_uri = match &cfg.upstream.target {
         config::UpstreamTarget::Http(uri) => uri.clone(),
@@ -463,20 +467,49 @@ async fn run(cfg: Config) -> Result<(), String> {
         settings: Settings {
             hosts: hosts(&cfg),
             trusted_proxies: cfg.network.trusted_proxies.clone(),
+            client_ip_header: match cfg.network.client_ip_header {
+                config::ClientIpHeader::XForwardedFor => {
+                    crate::locate::ForwardedHeader::XForwardedFor
+                }
+                config::ClientIpHeader::Forwarded => crate::locate::ForwardedHeader::Forwarded,
+            },
             deny_detail_full: cfg.s3.deny_detail == config::DenyDetail::Full,
             on_failure_allow: cfg.audit.on_failure == config::OnAuditFailure::Allow,
             idle_timeout: cfg.upstream.idle_timeout,
+            max_config_body: cfg.limits.max_config_body_bytes,
             record,
         },
         upstream,
         audit: audit.clone(),
         metrics: metrics.clone(),
         ids: RequestIds::new(),
+        completions: Arc::default(),
     });
+    let edge_metrics = Arc::new(crate::proxy::server::EdgeMetrics::register(
+        &metrics.registry,
+    ));
+    let edge = Arc::new(crate::proxy::server::Edge {
+        limits: cfg.limits.clone(),
+        proxy_protocol: cfg.listen.proxy_protocol,
+        connections: Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections)),
+        drain_timeout: cfg.shutdown.drain_timeout,
+        metrics: edge_metrics.clone(),
+    });
+    let draining = Arc::new(AtomicBool::new(false));
     let admin = Arc::new(crate::admin::Admin {
         metrics,
+        edge_metrics,
         reloader: reloader.clone(),
         audit: audit.clone(),
+        draining: draining.clone(),
+        token: cfg
+            .admin
+            .token_file
+            .as_deref()
+            .map(crate::admin::Token::load)
+            .transpose()?,
+        max_explain_body: cfg.limits.max_explain_body_bytes,
+        header_timeout: cfg.limits.header_timeout,
     });
 
     tokio::spawn(reloader.clone().watch(Duration::from_secs(1)));
@@ -494,35 +527,50 @@ async fn run(cfg: Config) -> Result<(), String> {
         });
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+    // The S3 listeners stop first; the admin listener stays to answer
+    // /readyz (and be scraped) until the audit trail is closed.
+    let (stop_s3, s3_stopped) = tokio::sync::watch::channel(());
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(());
+    let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
         let _ = rx.changed().await;
     };
     let admin_task = tokio::spawn(crate::admin::serve(
         admin_listener,
         admin,
-        stopped(stop_rx.clone()),
+        stopped(admin_stopped),
     ));
     // Scripts and tests read the bound addresses from this line.
     let tls_field = tls_addr.map_or(String::new(), |a| format!(" tls={a}"));
     println!("gatekeeper listening s3={s3_addr} admin={admin_addr}{tls_field}");
     tracing::info!(s3 = %s3_addr, admin = %admin_addr, tls = ?tls_addr, "gatekeeper started");
 
-    let plain =
-        crate::proxy::server::serve(s3_listener, gate.clone(), None, stopped(stop_rx.clone()));
+    let listen = |listener, tls| {
+        crate::proxy::server::serve(
+            listener,
+            gate.clone(),
+            edge.clone(),
+            tls,
+            stopped(s3_stopped.clone()),
+        )
+    };
+    let plain = listen(s3_listener, None);
     let secure = async {
         if let Some((listener, config)) = tls {
-            crate::proxy::server::serve(listener, gate, Some(config), stopped(stop_rx.clone()))
-                .await;
+            listen(listener, Some(config)).await;
         }
     };
     let signal = async {
         shutdown_signal().await;
-        let _ = stop_tx.send(true);
+        draining.store(true, Ordering::Relaxed);
+        tracing::info!(delay = ?cfg.shutdown.delay, drain_timeout = ?cfg.shutdown.drain_timeout, "stopping: not ready, draining");
+        tokio::time::sleep(cfg.shutdown.delay).await;
+        let _ = stop_s3.send(());
     };
     tokio::join!(plain, secure, signal);
-    let _ = admin_task.await;
+    gate.settle().await;
     audit.shutdown().await;
+    let _ = stop_admin.send(());
+    let _ = admin_task.await;
     tracing::info!("gatekeeper stopped");
     Ok(())
 }

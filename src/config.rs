@@ -48,6 +48,13 @@ pub struct Config {
     pub network: Network,
     /// The transfer log and how hard it tries to be complete.
     pub audit: Audit,
+    /// What one client may hold of the S3 listeners.
+    pub limits: Limits,
+    /// How the gate stops on SIGTERM.
+    pub shutdown: Shutdown,
+    /// Who may use the admin listener's endpoints that change or reveal
+    /// decisions.
+    pub admin: Admin,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -67,6 +74,11 @@ pub struct Listen {
     /// can stay on loopback.
     pub admin: SocketAddr,
     pub tls: Option<Tls>,
+    /// Every connection to the S3 listeners starts with a PROXY protocol
+    /// header (v1 or v2) from one of `network.trusted_proxies`, whose
+    /// client address stands for the connection's; connections from any
+    /// other address are closed.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +107,50 @@ impl Tls {
             client_ca: self.client_ca.clone(),
         }
     }
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open S3 connections, across listeners; one more is closed at once.
+    pub max_connections: usize,
+    /// Concurrent requests on one HTTP/2 connection.
+    pub max_streams: u32,
+    /// A request head: the request line and headers for HTTP/1.1 (answered
+    /// `431` beyond it; also the most hyper buffers of a connection at
+    /// once), the header list for HTTP/2.
+    pub max_header_bytes: usize,
+    /// Header fields in an HTTP/1.1 request (`431` beyond it).
+    pub max_headers: usize,
+    /// From the first byte of a request to the end of its head, and for a
+    /// PROXY protocol header or a TLS handshake: a slowloris client holds a
+    /// connection this long, not forever.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Configuration bodies the gate parses itself (replication and the
+    /// like), refused with `400 MaxMessageLengthExceeded` beyond it.
+    pub max_config_body_bytes: usize,
+    /// `POST /v1/explain` bodies (`413` beyond it).
+    pub max_explain_body_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// How long the gate keeps accepting after SIGTERM with `/readyz`
+    /// already answering 503, for load balancers that must see it before
+    /// they stop sending.
+    pub delay: Duration,
+    /// How long requests in flight may take to finish once the listeners
+    /// close; what is left is then cut off.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Admin {
+    /// A file holding the bearer token that `POST` endpoints and
+    /// `/v1/explain` require. Required when the admin listener is not on
+    /// loopback; when set, required on loopback too.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,9 +226,20 @@ pub enum UnknownLocation {
 
 #[derive(Clone, Debug)]
 pub struct Network {
-    /// Proxies whose `X-Forwarded-For` is believed. Empty by default: an
-    /// untrusted client could otherwise claim any location.
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`) and PROXY protocol
+    /// headers are believed. Empty by default: an untrusted client could
+    /// otherwise claim any location.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header those proxies write the client's address in; the
+    /// other passes through them untouched, so it is never read.
+    pub client_ip_header: ClientIpHeader,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ClientIpHeader {
+    XForwardedFor,
+    /// RFC 7239.
+    Forwarded,
 }
 
 #[derive(Clone, Debug)]
@@ -309,6 +376,12 @@ struct RawConfig {
     network: RawNetwork,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    shutdown: RawShutdown,
+    #[serde(default)]
+    admin: RawAdmin,
 }
 
 #[derive(Default, Deserialize)]
@@ -317,6 +390,33 @@ struct RawListen {
     s3: Option<Name>,
     admin: Option<Name>,
     tls: Option<RawTls>,
+    proxy_protocol: Option<Spanned<bool>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<u64>>,
+    max_streams: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<u64>>,
+    max_headers: Option<Spanned<u64>>,
+    header_timeout_ms: Option<Spanned<u64>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
+    max_config_body_bytes: Option<Spanned<u64>>,
+    max_explain_body_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShutdown {
+    delay_ms: Option<Spanned<u64>>,
+    drain_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    token_file: Option<Name>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +473,7 @@ struct RawGeoip {
 struct RawNetwork {
     #[serde(default)]
     trusted_proxies: Vec<Name>,
+    client_ip_header: Option<Name>,
 }
 
 #[derive(Default, Deserialize)]
@@ -438,7 +539,20 @@ impl Validator<'_> {
         let geoip = self.geoip(&raw.geoip);
         let network = self.network(&raw.network);
         let audit = self.audit(&raw.audit);
+        let limits = self.limits(&raw.limits);
+        let shutdown = self.shutdown(&raw.shutdown);
+        let admin = self.admin(&raw.admin, &raw.listen, listen.as_ref().ok());
+        // Only trusted proxies may send the header, and nobody may connect
+        // without one: with none trusted the gate would refuse everyone.
+        let proxied = match (&raw.listen.proxy_protocol, &network) {
+            (Some(p), Ok(n)) if *p.get_ref() && n.trusted_proxies.is_empty() => Err(self.error(
+                p,
+                "listen.proxy_protocol = true needs network.trusted_proxies, the load balancers that send the header",
+            )),
+            _ => Ok(()),
+        };
         region?;
+        proxied?;
         Ok(Config {
             path: self.path.to_path_buf(),
             region: raw.region.get_ref().clone(),
@@ -452,6 +566,9 @@ impl Validator<'_> {
             geoip: geoip?,
             network: network?,
             audit: audit?,
+            limits: limits?,
+            shutdown: shutdown?,
+            admin: admin?,
         })
     }
 
@@ -463,7 +580,104 @@ impl Validator<'_> {
             s3: s3?,
             admin: admin?,
             tls: tls?,
+            proxy_protocol: raw.proxy_protocol.as_ref().is_some_and(|p| *p.get_ref()),
         })
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> Result<Limits, Reported> {
+        let max_connections = self.positive(
+            raw.max_connections.as_ref(),
+            "limits.max_connections",
+            10_000,
+        );
+        let max_streams = self.within(
+            raw.max_streams.as_ref(),
+            "limits.max_streams",
+            100,
+            1,
+            u32::MAX.into(),
+        );
+        // hyper's HTTP/1.1 buffer has a floor of 8 KiB.
+        let max_header_bytes = self.within(
+            raw.max_header_bytes.as_ref(),
+            "limits.max_header_bytes",
+            64 << 10,
+            8 << 10,
+            u32::MAX.into(),
+        );
+        let max_headers = self.positive(raw.max_headers.as_ref(), "limits.max_headers", 100);
+        let header_timeout = self.positive(
+            raw.header_timeout_ms.as_ref(),
+            "limits.header_timeout_ms",
+            15_000,
+        );
+        let idle_timeout = self.positive(
+            raw.idle_timeout_ms.as_ref(),
+            "limits.idle_timeout_ms",
+            60_000,
+        );
+        // The replication parser refuses more than its own cap whatever this says.
+        let max_config_body_bytes = self.within(
+            raw.max_config_body_bytes.as_ref(),
+            "limits.max_config_body_bytes",
+            crate::s3::replication::MAX_CONFIG_BODY as u64,
+            1,
+            crate::s3::replication::MAX_CONFIG_BODY as u64,
+        );
+        let max_explain_body_bytes = self.positive(
+            raw.max_explain_body_bytes.as_ref(),
+            "limits.max_explain_body_bytes",
+            2 << 20,
+        );
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(Limits {
+            max_connections: size(max_connections?),
+            max_streams: u32::try_from(max_streams?).unwrap_or(u32::MAX),
+            max_header_bytes: size(max_header_bytes?),
+            max_headers: size(max_headers?),
+            header_timeout: Duration::from_millis(header_timeout?),
+            idle_timeout: Duration::from_millis(idle_timeout?),
+            max_config_body_bytes: size(max_config_body_bytes?),
+            max_explain_body_bytes: size(max_explain_body_bytes?),
+        })
+    }
+
+    fn shutdown(&mut self, raw: &RawShutdown) -> Result<Shutdown, Reported> {
+        let drain = self.positive(
+            raw.drain_timeout_ms.as_ref(),
+            "shutdown.drain_timeout_ms",
+            30_000,
+        );
+        Ok(Shutdown {
+            delay: Duration::from_millis(raw.delay_ms.as_ref().map_or(0, |d| *d.get_ref())),
+            drain_timeout: Duration::from_millis(drain?),
+        })
+    }
+
+    /// An admin listener off loopback needs a token: anyone who reaches it
+    /// could otherwise reload rules or probe them with explain.
+    fn admin(
+        &mut self,
+        raw: &RawAdmin,
+        raw_listen: &RawListen,
+        listen: Option<&Listen>,
+    ) -> Result<Admin, Reported> {
+        let token_file = raw
+            .token_file
+            .as_ref()
+            .map(|p| self.path(p, "admin.token_file"))
+            .transpose()?;
+        // The default admin address is loopback: only a configured one can be off it.
+        match (&raw_listen.admin, listen, &token_file) {
+            (Some(at), Some(l), None) if !l.admin.ip().to_canonical().is_loopback() => {
+                let message = format!(
+                    "listen.admin {} is not a loopback address: set admin.token_file, the file holding the bearer token its POST endpoints and /v1/explain require",
+                    l.admin
+                );
+                Err(self.error(at, message))
+            }
+            _ => Ok(Admin { token_file }),
+        }
     }
 
     fn tls(&mut self, raw: &RawTls) -> Result<Tls, Reported> {
@@ -694,8 +908,17 @@ impl Validator<'_> {
 
     fn network(&mut self, raw: &RawNetwork) -> Result<Network, Reported> {
         let trusted_proxies = all(raw.trusted_proxies.iter().map(|c| self.report.cidr(0, c)));
+        let client_ip_header = self.choice(
+            raw.client_ip_header.as_ref(),
+            "network.client_ip_header",
+            &[
+                ("x-forwarded-for", ClientIpHeader::XForwardedFor),
+                ("forwarded", ClientIpHeader::Forwarded),
+            ],
+        );
         Ok(Network {
             trusted_proxies: trusted_proxies?,
+            client_ip_header: client_ip_header?,
         })
     }
 
@@ -847,6 +1070,24 @@ impl Validator<'_> {
         match value {
             Some(v) => self.addr(v, key),
             None => Ok(default.parse().expect("default listen addresses parse")),
+        }
+    }
+
+    /// A number from `min` to `max`.
+    fn within(
+        &mut self,
+        value: Option<&Spanned<u64>>,
+        key: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, Reported> {
+        match value {
+            Some(v) if !(min..=max).contains(v.get_ref()) => {
+                Err(self.error(v, format!("{key} must be from {min} to {max}")))
+            }
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(default),
         }
     }
 

@@ -10,9 +10,9 @@ use prometheus::{
 use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::audit::AuditHandle;
+use crate::audit::{AuditHandle, WRITE_LATENCY_BOUNDS};
 use crate::policy::{Reason, Verdict};
 use crate::s3::Direction;
 
@@ -200,61 +200,124 @@ struct AuditCollector {
     descs: Vec<Desc>,
 }
 
-const AUDIT_COUNTERS: [(&str, &str); 5] = [
-    ("gatekeeper_audit_records_total", "Audit records written."),
+type Read = fn(&AuditHandle) -> f64;
+
+const AUDIT_SERIES: [(&str, &str, MetricType, Read); 11] = [
+    (
+        "gatekeeper_audit_records_total",
+        "Audit records written.",
+        MetricType::COUNTER,
+        |a| a.stats().records_total.load(Relaxed) as f64,
+    ),
     (
         "gatekeeper_audit_write_errors_total",
         "Failed audit writes and fsyncs.",
+        MetricType::COUNTER,
+        |a| a.stats().write_errors_total.load(Relaxed) as f64,
     ),
     (
         "gatekeeper_audit_lost_records_total",
         "Audit records accepted but never written.",
+        MetricType::COUNTER,
+        |a| a.stats().lost_total.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_writes_total",
+        "Batches of audit records written (group commits).",
+        MetricType::COUNTER,
+        |a| a.stats().writes_total.load(Relaxed) as f64,
     ),
     (
         "gatekeeper_audit_fsyncs_total",
         "fsync calls made by the audit writer.",
+        MetricType::COUNTER,
+        |a| a.stats().fsyncs_total.load(Relaxed) as f64,
     ),
     (
-        "gatekeeper_audit_write_seconds_total",
-        "Time spent writing (and syncing) audit batches.",
+        "gatekeeper_audit_seals_total",
+        "Audit segments closed with a seal.",
+        MetricType::COUNTER,
+        |a| a.stats().seals_total.load(Relaxed) as f64,
     ),
-];
-
-const AUDIT_GAUGES: [(&str, &str); 2] = [
+    (
+        "gatekeeper_audit_checkpoints_total",
+        "Audit checkpoints written.",
+        MetricType::COUNTER,
+        |a| a.stats().checkpoints_total.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_seal_errors_total",
+        "Audit seals and checkpoints that could not be written (tried again).",
+        MetricType::COUNTER,
+        |a| a.stats().seal_errors_total.load(Relaxed) as f64,
+    ),
     (
         "gatekeeper_audit_queue_depth",
         "Audit records waiting for the writer.",
+        MetricType::GAUGE,
+        |a| a.stats().queue_depth.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_synced_seq",
+        "The last audit record known to be on disk (0 for none).",
+        MetricType::GAUGE,
+        |a| a.stats().synced_seq.load(Relaxed) as f64,
     ),
     (
         "gatekeeper_audit_healthy",
         "1 when the last audit write succeeded.",
+        MetricType::GAUGE,
+        |a| if a.healthy() { 1.0 } else { 0.0 },
     ),
 ];
 
+const WRITE_SECONDS: (&str, &str) = (
+    "gatekeeper_audit_write_seconds",
+    "Time from the start of an audit batch write to its answer, fsync included.",
+);
+
 impl AuditCollector {
     fn new(audit: AuditHandle) -> AuditCollector {
-        let descs = AUDIT_COUNTERS
+        let descs = AUDIT_SERIES
             .iter()
-            .chain(AUDIT_GAUGES.iter())
+            .map(|(name, help, ..)| (*name, *help))
+            .chain([WRITE_SECONDS])
             .map(|(name, help)| {
-                Desc::new((*name).into(), (*help).into(), vec![], Default::default()).expect("desc")
+                Desc::new(name.into(), help.into(), vec![], Default::default()).expect("desc")
             })
             .collect();
         AuditCollector { audit, descs }
     }
+
+    fn write_seconds(&self) -> MetricFamily {
+        let stats = self.audit.stats();
+        let cumulative = stats.write_latency.cumulative();
+        let mut h = prometheus::proto::Histogram::default();
+        h.set_sample_sum(stats.write_nanos_sum.load(Relaxed) as f64 / 1e9);
+        h.set_sample_count(cumulative[WRITE_LATENCY_BOUNDS.len()]);
+        h.set_bucket(
+            WRITE_LATENCY_BOUNDS
+                .iter()
+                .zip(cumulative)
+                .map(|(bound, count)| {
+                    let mut b = prometheus::proto::Bucket::default();
+                    b.set_upper_bound(*bound);
+                    b.set_cumulative_count(count);
+                    b
+                })
+                .collect(),
+        );
+        let mut m = prometheus::proto::Metric::default();
+        m.set_histogram(h);
+        family(WRITE_SECONDS, MetricType::HISTOGRAM, m)
+    }
 }
 
-fn family(name: &str, help: &str, kind: prometheus::proto::MetricType, value: f64) -> MetricFamily {
-    let mut m = prometheus::proto::Metric::default();
-    if kind == prometheus::proto::MetricType::COUNTER {
-        let mut c = prometheus::proto::Counter::default();
-        c.set_value(value);
-        m.set_counter(c);
-    } else {
-        let mut g = prometheus::proto::Gauge::default();
-        g.set_value(value);
-        m.set_gauge(g);
-    }
+fn family(
+    (name, help): (&str, &str),
+    kind: MetricType,
+    m: prometheus::proto::Metric,
+) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(name.into());
     f.set_help(help.into());
@@ -269,29 +332,121 @@ impl Collector for AuditCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        use prometheus::proto::MetricType::{COUNTER, GAUGE};
-        let s = self.audit.stats();
-        let counters = [
-            s.records_total.load(Relaxed) as f64,
-            s.write_errors_total.load(Relaxed) as f64,
-            s.lost_total.load(Relaxed) as f64,
-            s.fsyncs_total.load(Relaxed) as f64,
-            s.write_nanos_sum.load(Relaxed) as f64 / 1e9,
-        ];
-        let gauges = [
-            s.queue_depth.load(Relaxed) as f64,
-            if self.audit.healthy() { 1.0 } else { 0.0 },
-        ];
-        AUDIT_COUNTERS
+        AUDIT_SERIES
             .iter()
-            .zip(counters)
-            .map(|((n, h), v)| family(n, h, COUNTER, v))
-            .chain(
-                AUDIT_GAUGES
-                    .iter()
-                    .zip(gauges)
-                    .map(|((n, h), v)| family(n, h, GAUGE, v)),
-            )
+            .map(|&(name, help, kind, read)| {
+                let value = read(&self.audit);
+                let mut m = prometheus::proto::Metric::default();
+                if kind == MetricType::COUNTER {
+                    let mut c = prometheus::proto::Counter::default();
+                    c.set_value(value);
+                    m.set_counter(c);
+                } else {
+                    let mut g = prometheus::proto::Gauge::default();
+                    g.set_value(value);
+                    m.set_gauge(g);
+                }
+                family((name, help), kind, m)
+            })
+            .chain([self.write_seconds()])
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{start, AuditConfig, DecisionRecord, FsyncMode};
+
+    /// The value of an unlabelled series in the text exposition.
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_audit_writer_is_exported_with_its_write_latency() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = start(AuditConfig {
+            dir: dir.path().to_owned(),
+            fsync: FsyncMode::Always,
+            segment_bytes: 1,
+            checkpoint_interval: std::time::Duration::from_millis(1),
+            ..AuditConfig::default()
+        })
+        .unwrap();
+        let metrics = Metrics::new();
+        metrics.register_audit(audit.clone());
+        let before = metrics.encode();
+        assert_eq!(value(&before, "gatekeeper_audit_records_total"), 0.0);
+        assert_eq!(value(&before, "gatekeeper_audit_write_seconds_count"), 0.0);
+        assert_eq!(value(&before, "gatekeeper_audit_healthy"), 1.0);
+
+        for i in 0..3 {
+            let rec = DecisionRecord {
+                request_id: format!("r{i}"),
+                decision: "allow".into(),
+                ..DecisionRecord::default()
+            };
+            audit.decision(rec).await.unwrap();
+        }
+        // Each record fills its one-byte segment, which is sealed before
+        // the next is written; the last is sealed on the writer's timer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while audit.stats().seals_total.load(Relaxed) < 3 {
+            assert!(std::time::Instant::now() < deadline, "seals");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let text = metrics.encode();
+        let stats = audit.stats();
+        for (series, want) in [
+            ("gatekeeper_audit_records_total", 3),
+            (
+                "gatekeeper_audit_writes_total",
+                stats.writes_total.load(Relaxed),
+            ),
+            (
+                "gatekeeper_audit_fsyncs_total",
+                stats.fsyncs_total.load(Relaxed),
+            ),
+            (
+                "gatekeeper_audit_seals_total",
+                stats.seals_total.load(Relaxed),
+            ),
+            (
+                "gatekeeper_audit_checkpoints_total",
+                stats.checkpoints_total.load(Relaxed),
+            ),
+            ("gatekeeper_audit_seal_errors_total", 0),
+            ("gatekeeper_audit_lost_records_total", 0),
+            ("gatekeeper_audit_queue_depth", 0),
+            ("gatekeeper_audit_synced_seq", 3),
+        ] {
+            assert_eq!(value(&text, series), want as f64, "{series}");
+        }
+        // With fsync = "always" each of the three writes was synced.
+        assert!(value(&text, "gatekeeper_audit_fsyncs_total") >= 3.0);
+        assert!(value(&text, "gatekeeper_audit_seals_total") >= 3.0);
+        // Every batch write is in the histogram, in a bucket at or below
+        // +Inf, and its time in the sum.
+        let writes = value(&text, "gatekeeper_audit_write_seconds_count");
+        assert_eq!(writes, value(&text, "gatekeeper_audit_writes_total"));
+        assert_eq!(
+            value(&text, "gatekeeper_audit_write_seconds_bucket{le=\"+Inf\"}"),
+            writes
+        );
+        assert!(value(&text, "gatekeeper_audit_write_seconds_sum") > 0.0);
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("gatekeeper_audit_write_seconds_bucket"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), WRITE_LATENCY_BOUNDS.len() + 1);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+        assert!(text.contains("# TYPE gatekeeper_audit_write_seconds histogram"));
+        audit.shutdown().await;
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use time::OffsetDateTime;
 
+use crate::audit::rulesets::{KeepError, RuleStore};
 use crate::describe::RecordSettings;
 use crate::locate::geoip::GeoIp;
 use crate::metrics::Metrics;
@@ -42,6 +43,9 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     record: RecordSettings,
     hosts: Hosts,
+    /// Where each rule set is kept beside the audit log before it comes
+    /// into force.
+    kept: RuleStore,
     /// Serialises reloads: two at once would race to store.
     state: Mutex<State>,
 }
@@ -101,6 +105,7 @@ impl Reloader {
         metrics: Arc<Metrics>,
         record: RecordSettings,
         hosts: Hosts,
+        kept: RuleStore,
     ) -> Reloader {
         metrics.set_rules_version(None, &first.rules.version);
         let state = State {
@@ -115,6 +120,7 @@ impl Reloader {
             metrics,
             record,
             hosts,
+            kept,
             state: Mutex::new(state),
         }
     }
@@ -151,7 +157,10 @@ impl Reloader {
                 .map_err(|e| vec![format!("{}: {e}", self.sources.geoip.display())])
         };
         state.fingerprint = fingerprint(rule_files(&self.sources.rules_dir));
-        match geoip.and_then(|g| build(&self.sources, g)) {
+        match geoip
+            .and_then(|g| build(&self.sources, g))
+            .and_then(|built| self.keep(built))
+        {
             Ok((snap, warnings)) => {
                 for w in &warnings {
                     tracing::warn!("{w}");
@@ -180,6 +189,24 @@ impl Reloader {
                 Err(errors)
             }
         }
+    }
+
+    /// Keeps the new rule set beside the audit log. Files edited since they
+    /// were compiled fail the reload (the watcher tries again); a copy that
+    /// cannot be written does not: new rules matter more than their copy.
+    fn keep(
+        &self,
+        (snap, warnings): (Snapshot, Vec<Diagnostic>),
+    ) -> Result<(Snapshot, Vec<Diagnostic>), Vec<String>> {
+        match self.kept.keep(&self.sources.rules_dir, &snap.rules.version) {
+            Ok(_) => {}
+            Err(e @ KeepError::Changed { .. }) => return Err(vec![e.to_string()]),
+            Err(e) => tracing::error!(
+                version = %snap.rules.version,
+                "cannot keep the rule set beside the audit log, so it cannot be replayed: {e}"
+            ),
+        }
+        Ok((snap, warnings))
     }
 
     /// Reloads when a rule file or the GeoIP database changed since the last

@@ -1,13 +1,15 @@
 //! `gatekeeper audit …`: the auditor's side of the log.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::keys::{keygen, KeyRing};
-use super::query::{parse_time, query, Filter, Format, QueryError};
-use super::verify::{verify, VerifyOptions, VerifySummary};
+use super::query::{parse_time, query, to_output, Filter, Format, QueryError};
+use super::replay::{replay, Judge, ReplayFormat};
+use super::report::{self, ReportFormat};
+use super::verify::{verify, VerifyOptions};
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
@@ -55,6 +57,50 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
     },
+    /// Re-decide the decision records of the log in DIR under the rule set
+    /// in NEWDIR, and list those whose decision, reason or basis would
+    /// change, with how faithfully each could be replayed (see the docs:
+    /// the requester's location is taken as recorded). A summary goes to
+    /// stderr. Exit status: 0 nothing would change, 1 something would,
+    /// 2 error.
+    Replay {
+        dir: PathBuf,
+        /// The candidate rules directory.
+        #[arg(long, value_name = "NEWDIR")]
+        rules: PathBuf,
+        /// The gate's config: its region, mode, unknown_bucket,
+        /// geoip.unknown and audit.key_hash apply to the replay.
+        #[arg(short, long, default_value = "gatekeeper.toml")]
+        config: PathBuf,
+        #[arg(long, value_parser = parse_time)]
+        since: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Jsonl)]
+        format: ReplayFormat,
+    },
+    /// Report on a period of the log in DIR for an auditor: verification,
+    /// flows between jurisdictions, legal bases used, denials, and bases
+    /// about to expire; one self-contained HTML page, or CSV or JSON.
+    /// Exit status 1 when the log does not verify (the report says so too).
+    Report {
+        dir: PathBuf,
+        #[arg(long, value_parser = parse_time)]
+        since: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        until: Option<String>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// As for verify.
+        #[arg(long = "public-key", value_name = "FILE")]
+        public_keys: Vec<PathBuf>,
+        /// As for verify.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// Write here rather than to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Make an Ed25519 key pair for `audit.signing_key`: NAME.pem (private,
     /// mode 0600) and NAME.pub.pem (for verify --public-key); print its
     /// key_id.
@@ -86,7 +132,9 @@ pub fn run(command: AuditCommand) -> ExitCode {
             };
             match verify(&dir, &VerifyOptions { keys, checkpoints }) {
                 Ok(summary) => {
-                    print_summary(&summary);
+                    for line in summary.lines() {
+                        println!("{line}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -130,6 +178,54 @@ pub fn run(command: AuditCommand) -> ExitCode {
                 }
             }
         }
+        AuditCommand::Replay {
+            dir,
+            rules,
+            config,
+            since,
+            until,
+            format,
+        } => run_replay(&dir, &rules, &config, since, until, format),
+        AuditCommand::Report {
+            dir,
+            since,
+            until,
+            format,
+            public_keys,
+            checkpoints,
+            output,
+        } => {
+            let keys = match KeyRing::load(&public_keys) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    eprintln!("error: --public-key {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = VerifyOptions { keys, checkpoints };
+            let written = report::build(&dir, since, until, &opts).and_then(|r| {
+                let write = |out: &mut dyn std::io::Write| {
+                    use std::io::Write;
+                    let mut out = std::io::BufWriter::new(out);
+                    report::write(&r, format, &mut out).and_then(|()| out.flush())
+                };
+                match &output {
+                    Some(path) => std::fs::File::create(path)
+                        .and_then(|mut f| write(&mut f))
+                        .map_err(|e| QueryError::Io(path.clone(), e)),
+                    None => write(&mut std::io::stdout().lock()).map_err(to_output),
+                }
+                .map(|()| r.verification.ok)
+            });
+            match written {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         AuditCommand::Keygen { out, name, force } => match keygen(&out, &name, force) {
             Ok(files) => {
                 println!("key_id {}", files.key_id);
@@ -151,29 +247,70 @@ pub fn run(command: AuditCommand) -> ExitCode {
     }
 }
 
-fn print_summary(s: &VerifySummary) {
-    match s.last_seq {
-        Some(last) => println!(
-            "verified: seq 1 to {last}, {} record(s) in {} segment(s), {} sealed; last hash {}",
-            s.records, s.segments, s.sealed, s.last_hash
-        ),
-        None => println!("verified: the log is empty"),
-    }
-    for (path, seq) in &s.checkpoints {
-        println!("checkpoint {}: the log reaches seq {seq}", path.display());
-    }
-    let keys = s.signed_by.iter().cloned().collect::<Vec<_>>().join(", ");
-    if s.signatures_checked {
-        if !keys.is_empty() {
-            println!("signatures: good, by key {keys}");
+fn run_replay(
+    dir: &Path,
+    rules: &Path,
+    config: &Path,
+    since: Option<String>,
+    until: Option<String>,
+    format: ReplayFormat,
+) -> ExitCode {
+    let cfg = match crate::config::load(config) {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
         }
-    } else if !keys.is_empty() {
-        println!("signatures: NOT checked (no --public-key); signed by key {keys}");
-    }
-    if s.unsigned > 0 {
-        println!(
-            "{} seal(s) or checkpoint(s) are unsigned (no audit.signing_key): they guard against accidents, not against someone who can write the log",
-            s.unsigned
-        );
+    };
+    let settings = crate::cli::reload_sources(&cfg).instance;
+    let today = time::OffsetDateTime::now_utc().date();
+    let candidate = match crate::rules::compile::load_dir(rules, today) {
+        Ok(compiled) => Judge::new(compiled.rules, &settings),
+        Err(errors) => Err(errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")),
+    };
+    let candidate = match candidate {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = Filter {
+        since,
+        until,
+        ..Filter::default()
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let keys_hashed = cfg.audit.key_hash;
+    match replay(
+        dir,
+        &filter,
+        &candidate,
+        &settings,
+        keys_hashed,
+        format,
+        &mut out,
+    ) {
+        Ok(summary) => {
+            eprint!("{summary}");
+            if summary.changed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(QueryError::Io(_, e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }

@@ -11,7 +11,9 @@
 //! once its first record is `segment_max_age` old, by writing its seal,
 //! `segment-<same digits>.seal.json`; only the newest segment may be
 //! unsealed. `checkpoint.json` vouches for the newest record on disk.
-//! `writer.lock` is locked by the one writer of the log.
+//! `writer.lock` is locked by the one writer of the log. `rules/<version>/`
+//! holds each rule set that was in force, as its `*.toml` files, under the
+//! `rules_version` its records name: see [`rulesets`].
 //!
 //! # Canonical form and chain
 //!
@@ -85,6 +87,11 @@
 //! checkpoint kept elsewhere is a log cut back at the end of a segment
 //! along with everything after it.
 //!
+//! # Reading
+//!
+//! [`query`] selects records, [`replay`] re-decides them under other rules,
+//! [`report`] sums a period up for an auditor. All stream the log.
+//!
 //! # Writing
 //!
 //! One writer per log: see [`writer`]. After a crash the writer cuts a
@@ -95,6 +102,9 @@ pub mod cli;
 pub mod keys;
 pub mod query;
 pub mod record;
+pub mod replay;
+pub mod report;
+pub mod rulesets;
 pub mod seal;
 pub mod verify;
 pub mod writer;
@@ -108,8 +118,10 @@ pub use record::{
     hash_key, minimize_ip, timestamp, ClientIpMode, CompletionRecord, DecisionRecord,
     DestinationEntry, Endpoint, Record, RecoveryRecord, SourceEntry,
 };
+pub use rulesets::{KeepError, RuleStore};
 pub use seal::{Checkpoint, Seal, Statement, CHECKPOINT_FILE};
 pub use verify::{verify, Kind, VerifyError, VerifyOptions, VerifySummary};
 pub use writer::{
-    start, AuditConfig, AuditHandle, AuditStats, AuditUnavailable, FsyncMode, Written,
+    start, AuditConfig, AuditHandle, AuditStats, AuditUnavailable, FsyncMode, Latencies, Written,
+    WRITE_LATENCY_BOUNDS,
 };

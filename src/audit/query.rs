@@ -6,6 +6,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use time::format_description::well_known::Rfc3339;
@@ -176,14 +177,40 @@ pub fn query(
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, QueryError> {
+    if format == Format::Csv {
+        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(to_output)?;
+    }
+    let mut matched = 0;
+    scan(dir, filter, |rec, line| {
+        matched += 1;
+        match format {
+            Format::Jsonl => out.write_all(line).and_then(|()| out.write_all(b"\n")),
+            Format::Csv => write_csv_row(out, rec),
+        }
+        .map(|()| ControlFlow::Continue(()))
+    })?;
+    out.flush().map_err(to_output)?;
+    Ok(matched)
+}
+
+/// An error writing the output (`-`), not reading the log.
+pub(crate) fn to_output(e: io::Error) -> QueryError {
+    QueryError::Io(PathBuf::from("-"), e)
+}
+
+/// Calls `each` with every record of the log in `dir` that `filter`
+/// selects, and its line (without the newline), oldest first, until it
+/// breaks. One line is in memory at a time. An error from `each` is one
+/// writing the output.
+pub(crate) fn scan(
+    dir: &Path,
+    filter: &Filter,
+    mut each: impl FnMut(&Record, &[u8]) -> io::Result<ControlFlow<()>>,
+) -> Result<(), QueryError> {
     let io_at = |path: &Path| {
         let path = path.to_owned();
         move |e| QueryError::Io(path, e)
     };
-    if format == Format::Csv {
-        writeln!(out, "{}", CSV_COLUMNS.join(",")).map_err(io_at(Path::new("-")))?;
-    }
-    let mut matched = 0;
     let mut line = Vec::new();
     for (_, path) in chain::segments(dir).map_err(io_at(dir))? {
         if !sealed_range_meets(&path, filter) {
@@ -206,19 +233,12 @@ pub fn query(
                 line: n,
                 why: e.to_string(),
             })?;
-            if !filter.matches(&rec) {
-                continue;
+            if filter.matches(&rec) && each(&rec, &line).map_err(to_output)?.is_break() {
+                return Ok(());
             }
-            matched += 1;
-            let written = match format {
-                Format::Jsonl => out.write_all(&line).and_then(|()| out.write_all(b"\n")),
-                Format::Csv => write_csv_row(out, &rec),
-            };
-            written.map_err(io_at(Path::new("-")))?;
         }
     }
-    out.flush().map_err(io_at(Path::new("-")))?;
-    Ok(matched)
+    Ok(())
 }
 
 /// False only when the segment's seal shows that none of its records is
@@ -304,7 +324,7 @@ fn write_csv_row(out: &mut impl Write, rec: &Record) -> io::Result<()> {
 /// RFC 4180 quoting. A cell that a spreadsheet would run as a formula
 /// (object keys and bucket names come from clients) is prefixed with `'`,
 /// the usual guard against CSV injection.
-fn csv_cell(v: &str) -> String {
+pub(crate) fn csv_cell(v: &str) -> String {
     let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{v}")
     } else {

@@ -1012,3 +1012,886 @@ fn query_times_are_rfc3339_or_dates() {
     );
     assert!(query::parse_time("yesterday").is_err());
 }
+
+// ---------------------------------------------------------------------------
+// Rule sets kept beside the log, replay and report.
+
+/// Rules for replay and report: split over files (one in a subdirectory)
+/// so that keeping them is tested on a tree. HK has a region for a peer.
+const REPLAY_RULES: [(&str, &str); 2] = [
+    (
+        "world.toml",
+        r#"
+[[jurisdiction]]
+id = "CN"
+countries = ["CN"]
+
+[[jurisdiction]]
+id = "EU"
+countries = ["DE", "FR", "NO"]
+
+[[jurisdiction]]
+id = "HK"
+countries = ["HK"]
+
+[[jurisdiction]]
+id = "US"
+countries = ["US"]
+export = "free"
+
+[[region]]
+id = "cn-beijing-6"
+jurisdiction = "CN"
+
+[[region]]
+id = "cn-shanghai-2"
+jurisdiction = "CN"
+
+[[region]]
+id = "eu-frankfurt-1"
+jurisdiction = "EU"
+
+[[region]]
+id = "hk-1"
+jurisdiction = "HK"
+
+[[region]]
+id = "us-east-1"
+jurisdiction = "US"
+
+[[category]]
+id = "public"
+rank = 10
+cross_border = "free"
+
+[[category]]
+id = "content"
+rank = 20
+cross_border = "basis"
+
+[[category]]
+id = "identity"
+rank = 50
+cross_border = "never"
+
+[[network]]
+cidr = "10.0.0.0/8"
+region = "cn-shanghai-2"
+
+[[peer]]
+id = "hk-replicator"
+region = "hk-1"
+san = "hk.example"
+"#,
+    ),
+    (
+        "tenants/acme.toml",
+        r#"
+[[tenant]]
+id = "acme"
+home_regions = ["cn-beijing-6", "cn-shanghai-2"]
+default_category = "content"
+
+[[tenant]]
+id = "globex"
+home_regions = ["eu-frankfurt-1", "us-east-1"]
+default_category = "content"
+
+[[tenant]]
+id = "initech"
+home_regions = ["cn-beijing-6"]
+default_category = "content"
+mode = "monitor"
+monitor_until = 2999-12-31
+
+[[bucket]]
+name = "acme-data"
+tenant = "acme"
+region = "cn-beijing-6"
+
+[[bucket]]
+name = "acme-sh"
+tenant = "acme"
+region = "cn-shanghai-2"
+
+[[bucket]]
+name = "acme-hr"
+tenant = "acme"
+category = "identity"
+
+[[bucket]]
+name = "acme-www"
+tenant = "acme"
+category = "public"
+max_category = "public"
+
+[[bucket]]
+name = "acme-eu"
+tenant = "acme"
+region = "eu-frankfurt-1"
+
+[[bucket]]
+name = "globex-eu"
+tenant = "globex"
+region = "eu-frankfurt-1"
+
+[[bucket]]
+name = "globex-us"
+tenant = "globex"
+region = "us-east-1"
+
+[[bucket]]
+name = "initech-data"
+tenant = "initech"
+
+[[classify]]
+bucket = "acme-data"
+prefix = "staff/"
+category = "identity"
+
+[[classify]]
+bucket = "acme-data"
+prefix = "pub/"
+category = "public"
+
+[[basis]]
+id = "acme-hk-contract"
+tenant = "acme"
+kind = "pipl-standard-contract"
+from = "CN"
+to = ["HK"]
+categories = ["content"]
+valid_from = 2024-01-01
+valid_until = 2026-05-15
+evidence = "test"
+"#,
+    ),
+];
+
+/// Answers of the test GeoIP database (geoip/README.md).
+const IP_CN: &str = "175.16.199.1";
+const IP_HK: &str = "2001:2e0::1";
+const IP_GB: &str = "81.2.69.142";
+const IP_US: &str = "216.160.83.56";
+const IP_NOWHERE: &str = "214.1.1.1";
+
+/// The day the recorded requests were made.
+const DAY: &str = "2026-03-01";
+
+/// Writes the rule files under `root/rules`, with an editor's lock file
+/// and a README that are not rules.
+fn write_rules(root: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let dir = root.join("rules");
+    for (name, text) in files {
+        let path = dir.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    fs::write(dir.join(".#world.toml"), "not = [toml").unwrap();
+    fs::write(dir.join("README.md"), "notes").unwrap();
+    dir
+}
+
+fn instance_settings() -> crate::snapshot::InstanceSettings {
+    crate::snapshot::InstanceSettings {
+        region: "cn-beijing-6".into(),
+        default_mode: crate::rules::model::Mode::Enforce,
+        unknown_bucket_monitor: false,
+        unknown_location_allow: false,
+    }
+}
+
+fn compile_dir(dir: &Path) -> crate::rules::model::RuleSet {
+    crate::rules::compile::load_dir(dir, crate::explain::parse_date(DAY).unwrap())
+        .unwrap()
+        .rules
+}
+
+fn snapshot(rules_dir: &Path) -> crate::snapshot::Snapshot {
+    let geoip = crate::locate::geoip::GeoIp::open(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/GeoIP2-Country-Test.mmdb"),
+    )
+    .unwrap();
+    crate::snapshot::Snapshot::build(
+        compile_dir(rules_dir),
+        std::sync::Arc::new(geoip),
+        &instance_settings(),
+    )
+    .unwrap()
+}
+
+/// A hypothetical request, as `explain` takes it.
+struct Req {
+    id: &'static str,
+    method: &'static str,
+    path: &'static str,
+    ip: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    peer: Option<&'static str>,
+    body: Option<&'static str>,
+}
+
+const fn req(id: &'static str, method: &'static str, path: &'static str, ip: &'static str) -> Req {
+    Req {
+        id,
+        method,
+        path,
+        ip,
+        headers: &[],
+        peer: None,
+        body: None,
+    }
+}
+
+/// The decision record the gate writes for `r` on `DAY`: decided by the
+/// same code as a live request (`explain` classifies, locates, decides and
+/// describes it).
+fn recorded(snap: &crate::snapshot::Snapshot, r: &Req) -> DecisionRecord {
+    let settings = crate::describe::RecordSettings {
+        instance: "edge-test".into(),
+        client_ip: ClientIpMode::Truncate,
+        key_hash: false,
+        hmac_key: vec![7; 32],
+    };
+    let hosts = crate::s3::Hosts {
+        path_style: vec!["localhost".into()],
+        virtual_host_domains: vec![],
+    };
+    let q = crate::explain::Query {
+        method: r.method.into(),
+        url: format!("http://localhost{}", r.path),
+        client_ip: r.ip.parse().unwrap(),
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        at: Some(DAY.into()),
+        peer: r.peer.map(Into::into),
+        stored_category: None,
+        body: r.body.map(Into::into),
+    };
+    let mut v = crate::explain::explain(snap, &settings, &hosts, &q).unwrap();
+    let obj = v.as_object_mut().unwrap();
+    obj.remove("trace");
+    obj.insert("seq".into(), 0.into());
+    obj.insert("prev".into(), "".into());
+    obj.insert("request_id".into(), r.id.into());
+    match serde_json::from_value(v).unwrap() {
+        Record::Decision(d) => *d,
+        other => panic!("{other:?}"),
+    }
+}
+
+const REPLICATE_TO_EU: &str = "<ReplicationConfiguration><Rule><Status>Enabled</Status><Filter/>\
+     <Destination><Bucket>arn:aws:s3:::globex-eu</Bucket></Destination></Rule></ReplicationConfiguration>";
+
+/// One request for every decision reason and every way a requester is
+/// located, with the reason `explain` gives it.
+const EVERY_REASON: [(Req, &str); 19] = [
+    (
+        req("same", "GET", "/acme-data/report.txt", IP_CN),
+        "same_jurisdiction",
+    ),
+    (
+        req("basis", "GET", "/acme-data/report.txt", IP_HK),
+        "legal_basis",
+    ),
+    (
+        req("nobasis", "GET", "/acme-data/report.txt", IP_GB),
+        "no_legal_basis",
+    ),
+    (
+        req("forbidden", "GET", "/acme-hr/passport.jpg", IP_HK),
+        "forbidden_category",
+    ),
+    (
+        req("classified", "GET", "/acme-data/staff/1.json", IP_HK),
+        "forbidden_category",
+    ),
+    (
+        req("public", "GET", "/acme-www/index.html", IP_GB),
+        "unrestricted_category",
+    ),
+    (
+        req("export", "GET", "/globex-us/usage.csv", IP_CN),
+        "unrestricted_export",
+    ),
+    (
+        req("nowhere", "GET", "/acme-data/report.txt", IP_NOWHERE),
+        "unknown_location",
+    ),
+    (
+        req("unknown", "GET", "/nobody-owns-this/k", IP_CN),
+        "unknown_bucket",
+    ),
+    (req("pin", "PUT", "/acme-eu/k", IP_CN), "residency_pin"),
+    (
+        req("control", "DELETE", "/acme-data/gone", IP_CN),
+        "control_operation",
+    ),
+    (
+        req("monitor", "GET", "/initech-data/x.txt", IP_GB),
+        "no_legal_basis",
+    ),
+    (
+        Req {
+            headers: &[("x-amz-meta-data-category", "identity")],
+            ..req("invalid", "PUT", "/acme-www/k", IP_CN)
+        },
+        "invalid_category",
+    ),
+    (
+        Req {
+            headers: &[("x-amz-meta-data-category", "identity")],
+            ..req("declared", "PUT", "/acme-data/k", IP_US)
+        },
+        "unrestricted_export",
+    ),
+    (
+        Req {
+            peer: Some("hk-replicator"),
+            ..req("peer", "GET", "/acme-data/report.txt", IP_CN)
+        },
+        "legal_basis",
+    ),
+    (
+        req("network", "PUT", "/acme-sh/k", "10.1.2.3"),
+        "same_jurisdiction",
+    ),
+    (
+        Req {
+            headers: &[("x-amz-copy-source", "/acme-data/report.txt")],
+            ..req("copy", "PUT", "/acme-sh/copied", IP_CN)
+        },
+        "same_jurisdiction",
+    ),
+    (
+        Req {
+            body: Some(REPLICATE_TO_EU),
+            ..req("replicate", "PUT", "/acme-data?replication", IP_CN)
+        },
+        "residency_pin",
+    ),
+    (
+        req(
+            "listing",
+            "GET",
+            "/acme-data?list-type=2&prefix=pub/",
+            IP_GB,
+        ),
+        "no_legal_basis",
+    ),
+];
+
+/// A log of `EVERY_REASON` decided under the rules in `rules_dir`, with
+/// that rule set kept beside it as the gate keeps it.
+async fn every_reason_log(dir: &Path, rules_dir: &Path) {
+    let snap = snapshot(rules_dir);
+    assert!(RuleStore::new(dir)
+        .keep(rules_dir, &snap.rules.version)
+        .unwrap());
+    let audit = start(config(dir, FsyncMode::Never, 1 << 20)).unwrap();
+    for (r, reason) in &EVERY_REASON {
+        let rec = recorded(&snap, r);
+        assert_eq!(rec.reason, *reason, "{}: {rec:?}", r.id);
+        audit.decision(rec).await.unwrap();
+    }
+    audit.shutdown().await;
+}
+
+fn run_replay(dir: &Path, candidate: &Path) -> (replay::ReplaySummary, Vec<serde_json::Value>) {
+    let judge = replay::Judge::new(compile_dir(candidate), &instance_settings()).unwrap();
+    let mut out = Vec::new();
+    let summary = replay::replay(
+        dir,
+        &query::Filter::default(),
+        &judge,
+        &instance_settings(),
+        false,
+        replay::ReplayFormat::Jsonl,
+        &mut out,
+    )
+    .unwrap();
+    let rows = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (summary, rows)
+}
+
+#[test]
+fn a_kept_rule_set_is_a_copy_that_compiles_to_its_version() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let version = compile_dir(&rules_dir).version;
+    let log = root.path().join("audit");
+    let store = RuleStore::new(&log);
+    assert!(store.keep(&rules_dir, &version).unwrap());
+    assert!(!store.keep(&rules_dir, &version).unwrap(), "kept once");
+
+    let kept = log.join("rules").join(&version);
+    assert_eq!(store.path(&version), kept);
+    for (name, text) in REPLAY_RULES {
+        assert_eq!(fs::read_to_string(kept.join(name)).unwrap(), text);
+    }
+    assert!(!kept.join(".#world.toml").exists() && !kept.join("README.md").exists());
+    assert_eq!(compile_dir(&kept).version, version);
+    assert_eq!(store.load(&version).unwrap().version, version);
+
+    // A version the files do not have: nothing is kept under it, and no
+    // temporary copy is left behind.
+    let wrong = "0".repeat(64);
+    match store.keep(&rules_dir, &wrong) {
+        Err(KeepError::Changed { found }) => assert_eq!(found, version),
+        other => panic!("{other:?}"),
+    }
+    let names: Vec<_> = fs::read_dir(log.join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, [version.as_str()]);
+    assert!(store.load(&wrong).unwrap_err().contains("not kept"));
+
+    // An edited copy no longer has the version it is kept under.
+    fs::write(
+        kept.join("world.toml"),
+        REPLAY_RULES[0].1.replace("HK", "MO"),
+    )
+    .unwrap();
+    assert!(store.load(&version).unwrap_err().contains("altered"));
+
+    // The log's own files are not mistaken for segments by the tools.
+    assert!(verify_chain(&log).is_ok());
+}
+
+#[tokio::test]
+async fn replay_under_the_recorded_rules_reproduces_the_recorded_decisions() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let log = root.path().join("audit");
+    every_reason_log(&log, &rules_dir).await;
+    let version = compile_dir(&rules_dir).version;
+
+    let (summary, rows) = run_replay(&log, &log.join("rules").join(&version));
+    assert_eq!(summary.decisions, EVERY_REASON.len() as u64);
+    // What a refused write declared is not in its record.
+    assert_eq!(
+        summary.unreplayable.iter().collect::<Vec<_>>(),
+        [(&"declared_category_not_recorded", &1)]
+    );
+    // Everything else comes out as recorded, but for the listing, whose
+    // prefix the record does not keep: it is replayed as a listing of the
+    // whole bucket, says so, and is counted as not reproduced.
+    let replayed = EVERY_REASON.len() as u64 - 1;
+    assert_eq!(
+        summary.fidelity.get(&replay::Fidelity::Reproduced),
+        Some(&(replayed - 1))
+    );
+    assert_eq!(
+        summary.fidelity.get(&replay::Fidelity::NotReproduced),
+        Some(&1)
+    );
+    assert_eq!(summary.changed, 1);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["request_id"], "listing");
+    assert_eq!(row["fidelity"], "not_reproduced");
+    assert_eq!(
+        row["notes"],
+        serde_json::json!(["listing_prefix_not_recorded"])
+    );
+    assert_eq!(row["old"]["reason"], "no_legal_basis");
+    assert_eq!(row["new"]["reason"], "forbidden_category");
+    assert!(summary.missing_rules.is_empty());
+}
+
+#[tokio::test]
+async fn replay_lists_what_a_candidate_rule_set_would_change() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let log = root.path().join("audit");
+    every_reason_log(&log, &rules_dir).await;
+
+    // The contract with HK lapses before the recorded day, the unknown
+    // bucket gets an owner, and GB becomes part of the EU.
+    let candidate = tempfile::tempdir().unwrap();
+    let tenants = REPLAY_RULES[1]
+        .1
+        .replace("valid_until = 2026-05-15", "valid_until = 2026-02-01")
+        + "\n[[bucket]]\nname = \"nobody-owns-this\"\ntenant = \"acme\"\n";
+    let world = REPLAY_RULES[0].1.replace("\"NO\"]", "\"NO\", \"GB\"]");
+    let candidate_dir = write_rules(
+        candidate.path(),
+        &[("world.toml", &world), ("tenants/acme.toml", &tenants)],
+    );
+    let (summary, rows) = run_replay(&log, &candidate_dir);
+    let outcome = |o: &serde_json::Value| {
+        format!(
+            "{} {}",
+            o["decision"].as_str().unwrap(),
+            o["reason"].as_str().unwrap()
+        )
+    };
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_str().unwrap(),
+                outcome(&r["old"]),
+                outcome(&r["new"]),
+                r["notes"].clone(),
+            )
+        })
+        .collect();
+    let none = serde_json::json!([]);
+    let want = [
+        (
+            "basis",
+            "allow legal_basis",
+            "deny no_legal_basis",
+            none.clone(),
+        ),
+        (
+            "unknown",
+            "deny unknown_bucket",
+            "deny unknown_location",
+            serde_json::json!(["requester_not_recorded"]),
+        ),
+        ("peer", "allow legal_basis", "deny no_legal_basis", none),
+        (
+            "listing",
+            "deny no_legal_basis",
+            "deny forbidden_category",
+            serde_json::json!(["listing_prefix_not_recorded"]),
+        ),
+    ]
+    .map(|(id, old, new, notes)| (id, old.to_owned(), new.to_owned(), notes));
+    assert_eq!(got, want);
+    assert_eq!(rows[0]["old"]["basis"], "acme-hk-contract");
+    assert_eq!(rows[0]["new"]["basis"], serde_json::Value::Null);
+    assert_eq!(rows[0]["fidelity"], "reproduced");
+    assert_eq!(summary.changed, 4);
+    // GB joining the EU changes no decision: the EU has no basis to CN's
+    // data either, and GB clients still read acme-www's public data.
+}
+
+#[test]
+fn records_of_unknown_operations_or_refused_declarations_are_not_replayed() {
+    let mut d = decision(1);
+    d.ts = "2026-03-01T10:00:00.000Z".into();
+    assert!(replay::rebuild(&d, false).is_ok());
+    d.reason = "invalid_category".into();
+    assert_eq!(
+        replay::rebuild(&d, false).err(),
+        Some("declared_category_not_recorded")
+    );
+    d.reason = "no_legal_basis".into();
+    d.op = "GetSomethingNew".into();
+    assert_eq!(replay::rebuild(&d, false).err(), Some("unknown_operation"));
+}
+
+/// A request of the report's log: which, how many times, when, and the
+/// (bytes_in, bytes_out) of each completion (none for denials). The
+/// object's bytes are those out for egress, in for ingress; the other
+/// direction carries a byte that must not count.
+type Planned = (&'static str, u64, &'static str, Option<(u64, u64)>);
+
+/// A log with known counts for the report: decisions from `EVERY_REASON`
+/// at chosen times, completions with chosen byte counts, and records
+/// outside the period.
+async fn report_log(dir: &Path, rules_dir: &Path) {
+    let snap = snapshot(rules_dir);
+    RuleStore::new(dir)
+        .keep(rules_dir, &snap.rules.version)
+        .unwrap();
+    let audit = start(config(dir, FsyncMode::Never, 1 << 20)).unwrap();
+    let by_id = |id: &str| {
+        let (r, _) = EVERY_REASON.iter().find(|(r, _)| r.id == id).unwrap();
+        recorded(&snap, r)
+    };
+    let plan: [Planned; 9] = [
+        ("before", 1, "2026-02-28T23:59:59.999Z", Some((1, 5))),
+        ("same", 3, "2026-03-01T08:00:00.000Z", Some((1, 100))),
+        ("basis", 2, "2026-03-01T09:00:00.000Z", Some((1, 1000))),
+        ("nobasis", 1, "2026-03-01T09:30:00.000Z", None),
+        ("monitor", 1, "2026-03-01T10:00:00.000Z", Some((1, 50))),
+        ("unknown", 1, "2026-03-01T11:00:00.000Z", None),
+        ("control", 1, "2026-03-01T12:00:00.000Z", Some((0, 0))),
+        ("declared", 1, "2026-03-01T13:00:00.000Z", Some((7, 1))),
+        ("after", 1, "2026-03-02T00:00:00.000Z", Some((1, 9))),
+    ];
+    for (id, times, ts, bytes) in plan {
+        for n in 0..times {
+            let source = match id {
+                "before" | "after" => "same",
+                _ => id,
+            };
+            let mut rec = by_id(source);
+            rec.request_id = format!("{id}-{n}");
+            rec.ts = ts.into();
+            audit.decision(rec).await.unwrap();
+            if let Some((bytes_in, bytes_out)) = bytes {
+                audit
+                    .completion(CompletionRecord {
+                        request_id: format!("{id}-{n}"),
+                        outcome: "complete".into(),
+                        status: 200,
+                        bytes_in,
+                        bytes_out,
+                        ts: ts.replace("00.000Z", "01.000Z"),
+                        ..CompletionRecord::default()
+                    })
+                    .await;
+            }
+        }
+    }
+    // A hand-made record whose strings would run as script if the page
+    // did not escape them, under a rule set not kept.
+    let mut hostile = by_id("basis");
+    hostile.request_id = "hostile".into();
+    hostile.ts = "2026-03-01T14:00:00.000Z".into();
+    hostile.basis = Some("<script>alert(1)</script>".into());
+    hostile.to.as_mut().unwrap().jurisdiction = Some("\"><img src=x onerror=alert(2)>".into());
+    hostile.rules_version = "not-kept".into();
+    audit.decision(hostile).await.unwrap();
+    audit.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_report_counts_flows_bases_denials_and_expiring_bases() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let log = root.path().join("audit");
+    report_log(&log, &rules_dir).await;
+    let version = compile_dir(&rules_dir).version;
+    let r = report::build(
+        &log,
+        Some("2026-03-01T00:00:00.000Z".into()),
+        Some("2026-03-02T00:00:00.000Z".into()),
+        &VerifyOptions::default(),
+    )
+    .unwrap();
+
+    assert!(r.verification.ok, "{:?}", r.verification);
+    assert!(r.verification.lines[0].starts_with("verified: seq 1 to "));
+    assert_eq!(r.first.as_deref(), Some("2026-03-01T08:00:00.000Z"));
+    assert_eq!(r.last.as_deref(), Some("2026-03-01T14:00:00.000Z"));
+    let t = &r.totals;
+    assert_eq!(
+        (
+            t.decisions,
+            t.allowed,
+            t.denied,
+            t.monitor_denied,
+            t.control
+        ),
+        (11, 8, 2, 1, 1)
+    );
+    // Every forwarded request in the period but the hostile one completed:
+    // 3×100 + 2×1000 + 50 + 0 + 7 object bytes.
+    assert_eq!((t.completions, t.incomplete, t.bytes), (8, 1, 2357));
+
+    let flow = |from: &str, to: &str| {
+        r.flows
+            .iter()
+            .find(|f| f.from == from && f.to == to)
+            .cloned()
+            .unwrap_or_else(|| panic!("no flow {from}→{to}: {:?}", r.flows))
+    };
+    let tally = |requests, bytes| report::Tally { requests, bytes };
+    let cn_cn = flow("CN", "CN");
+    assert_eq!(cn_cn.allowed, tally(3, 300));
+    let cn_hk = flow("CN", "HK");
+    assert_eq!(cn_hk.allowed, tally(2, 2000));
+    let cn_gb = flow("CN", "GB");
+    assert_eq!(cn_gb.denied, tally(1, 0));
+    assert_eq!(cn_gb.monitor_denied, tally(1, 50));
+    assert_eq!(flow("unknown", "unknown").denied, tally(1, 0));
+    assert_eq!(flow("US", "CN").allowed, tally(1, 7));
+    let hostile_to = "\"><img src=x onerror=alert(2)>";
+    assert_eq!(flow("CN", hostile_to).allowed, tally(1, 0));
+    assert_eq!(r.flows.len(), 6, "{:?}", r.flows);
+
+    let contract = r
+        .bases
+        .iter()
+        .find(|b| b.basis == "acme-hk-contract")
+        .unwrap();
+    assert_eq!(contract.kind, "pipl-standard-contract");
+    assert_eq!(contract.allowed, tally(2, 2000));
+    assert_eq!(contract.routes.iter().collect::<Vec<_>>(), ["CN→HK"]);
+    assert_eq!(r.bases.len(), 2);
+
+    let denials: Vec<_> = r
+        .denials
+        .iter()
+        .map(|d| {
+            (
+                d.reason.as_str(),
+                d.tenant.as_str(),
+                d.decision.as_str(),
+                d.requests,
+            )
+        })
+        .collect();
+    assert_eq!(denials.len(), 3);
+    for want in [
+        ("no_legal_basis", "acme", "deny", 1),
+        ("no_legal_basis", "initech", "monitor-deny", 1),
+        ("unknown_bucket", "-", "deny", 1),
+    ] {
+        assert!(denials.contains(&want), "{denials:?}");
+    }
+
+    // The contract ends on 2026-05-15, 74 days after the period.
+    assert_eq!(r.expiring.len(), 1);
+    let e = &r.expiring[0];
+    assert_eq!(
+        (
+            e.basis.as_str(),
+            e.valid_until.as_str(),
+            e.days_left,
+            e.to.clone()
+        ),
+        ("acme-hk-contract", "2026-05-15", 74, vec!["HK".to_owned()])
+    );
+    assert_eq!(e.rules_version, version);
+    let kept: Vec<_> = r
+        .rules
+        .iter()
+        .map(|v| (v.version.as_str(), v.decisions, v.problem.is_none()))
+        .collect();
+    assert_eq!(kept, [(version.as_str(), 10, true), ("not-kept", 1, false)]);
+
+    // Without bounds: the records before and after count too.
+    let all = report::build(&log, None, None, &VerifyOptions::default()).unwrap();
+    assert_eq!(all.totals.decisions, 13);
+    assert_eq!(
+        all.flows
+            .iter()
+            .find(|f| f.from == "CN" && f.to == "CN")
+            .unwrap()
+            .allowed,
+        tally(5, 314)
+    );
+
+    // The page: verification first, everything from the log escaped, no
+    // external reference.
+    let mut page = Vec::new();
+    report::write(&r, report::ReportFormat::Html, &mut page).unwrap();
+    let page = String::from_utf8(page).unwrap();
+    let at = |s: &str| {
+        page.find(s)
+            .unwrap_or_else(|| panic!("{s} not in the page"))
+    };
+    assert!(at("<h2>Verification</h2>") < at("<h2>Flows between jurisdictions</h2>"));
+    assert!(at("The log verifies") < at("<svg"));
+    assert!(!page.contains("<script") && !page.contains("<img"));
+    at("&lt;script&gt;alert(1)&lt;/script&gt;");
+    at("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;");
+    // The SVG namespace is a name, not something fetched.
+    let rest = page.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    for external in ["http://", "https://", "src=\"", "href=", "url(", "@import"] {
+        assert!(!rest.contains(external), "{external} in the page");
+    }
+
+    // CSV and JSON carry the same tables.
+    let mut csv = Vec::new();
+    report::write(&r, report::ReportFormat::Csv, &mut csv).unwrap();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(
+        csv.lines().next().unwrap(),
+        report::REPORT_CSV_COLUMNS.join(",")
+    );
+    assert!(csv.contains("\nflow,CN,HK,allow,,,,,2,2000,,,\n"), "{csv}");
+    assert!(csv.contains("\ndenial,,,monitor-deny,no_legal_basis,initech,,,1,,,,\n"));
+    assert!(csv.contains(
+        "\nexpiring,CN,HK,,,acme,acme-hk-contract,pipl-standard-contract,,,2026-05-15,74,\n"
+    ));
+    let mut json = Vec::new();
+    report::write(&r, report::ReportFormat::Json, &mut json).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["totals"]["bytes"], 2357);
+    assert_eq!(json["flows"][0]["from"], "CN");
+    assert_eq!(json["flows"][0]["allowed"]["requests"], 3);
+}
+
+#[tokio::test]
+async fn a_report_on_a_log_that_does_not_verify_says_so_first() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let log = root.path().join("audit");
+    report_log(&log, &rules_dir).await;
+    let seg = newest_segment(&log);
+    let text = fs::read_to_string(&seg).unwrap();
+    fs::write(
+        &seg,
+        text.replacen(
+            "\"reason\":\"no_legal_basis\"",
+            "\"reason\":\"legal_basis\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let r = report::build(&log, None, None, &VerifyOptions::default()).unwrap();
+    assert!(!r.verification.ok);
+    assert!(
+        r.verification.lines[0].contains("edited"),
+        "{:?}",
+        r.verification
+    );
+    let mut page = Vec::new();
+    report::write(&r, report::ReportFormat::Html, &mut page).unwrap();
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.find("does NOT verify").unwrap() < page.find("<svg").unwrap());
+}
+
+#[test]
+fn every_rule_set_a_reload_brings_into_force_is_kept_first() {
+    let root = tempfile::tempdir().unwrap();
+    let rules_dir = write_rules(root.path(), &REPLAY_RULES);
+    let log = root.path().join("audit");
+    let sources = crate::reload::Sources {
+        rules_dir: rules_dir.clone(),
+        geoip: Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/GeoIP2-Country-Test.mmdb"),
+        instance: instance_settings(),
+    };
+    let (first, _) = crate::reload::initial(&sources).unwrap();
+    let first_version = first.rules.version.clone();
+    let reloader = crate::reload::Reloader::new(
+        sources,
+        first,
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        crate::describe::RecordSettings {
+            instance: "edge-test".into(),
+            client_ip: ClientIpMode::Truncate,
+            key_hash: false,
+            hmac_key: vec![7; 32],
+        },
+        crate::s3::Hosts {
+            path_style: vec!["localhost".into()],
+            virtual_host_domains: vec![],
+        },
+        RuleStore::new(&log),
+    );
+    fs::write(
+        rules_dir.join("tenants/more.toml"),
+        "[[bucket]]\nname = \"acme-new\"\ntenant = \"acme\"\n",
+    )
+    .unwrap();
+    let second = reloader.reload().unwrap();
+    assert_ne!(second, first_version);
+    assert_eq!(reloader.current().rules.version, second);
+    let store = RuleStore::new(&log);
+    assert_eq!(store.load(&second).unwrap().version, second);
+    assert!(store
+        .load(&second)
+        .unwrap()
+        .bucket_by_name("acme-new")
+        .is_some());
+    // The first is kept by the gate's start-up, which refuses to run when
+    // it cannot be; the reloader keeps those that follow.
+    assert!(store.load(&first_version).is_err());
+}

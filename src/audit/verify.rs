@@ -47,6 +47,48 @@ pub struct VerifySummary {
     pub unsigned: usize,
 }
 
+impl VerifySummary {
+    /// What `audit verify` prints, and the audit report shows, line by
+    /// line.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![match self.last_seq {
+            Some(last) => format!(
+                "verified: seq 1 to {last}, {} record(s) in {} segment(s), {} sealed; last hash {}",
+                self.records, self.segments, self.sealed, self.last_hash
+            ),
+            None => "verified: the log is empty".to_owned(),
+        }];
+        for (path, seq) in &self.checkpoints {
+            out.push(format!(
+                "checkpoint {}: the log reaches seq {seq}",
+                path.display()
+            ));
+        }
+        let keys = self
+            .signed_by
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if self.signatures_checked {
+            if !keys.is_empty() {
+                out.push(format!("signatures: good, by key {keys}"));
+            }
+        } else if !keys.is_empty() {
+            out.push(format!(
+                "signatures: NOT checked (no --public-key); signed by key {keys}"
+            ));
+        }
+        if self.unsigned > 0 {
+            out.push(format!(
+                "{} seal(s) or checkpoint(s) are unsigned (no audit.signing_key): they guard against accidents, not against someone who can write the log",
+                self.unsigned
+            ));
+        }
+        out
+    }
+}
+
 /// The first place where the log is not what the writer wrote.
 #[derive(Debug)]
 pub struct VerifyError {

@@ -115,10 +115,45 @@ pub struct AuditStats {
     /// again; the records they cover are written already).
     pub seal_errors_total: AtomicU64,
     /// Time from the start of a successful batch write to its answer
-    /// (including its fsync, when there is one): sum and last.
+    /// (including its fsync, when there is one): the sum, and how many
+    /// took how long.
     pub write_nanos_sum: AtomicU64,
-    pub last_write_nanos: AtomicU64,
+    pub write_latency: Latencies,
     healthy: AtomicBool,
+}
+
+/// Upper bounds, in seconds, of the write latency buckets: from a write
+/// to the page cache to an fsync on a slow disk.
+pub const WRITE_LATENCY_BOUNDS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
+
+/// A histogram of plain atomics, so the writer does not depend on a
+/// metrics library: a count per bucket of [`WRITE_LATENCY_BOUNDS`], and
+/// one for longer.
+#[derive(Debug, Default)]
+pub struct Latencies {
+    counts: [AtomicU64; WRITE_LATENCY_BOUNDS.len() + 1],
+}
+
+impl Latencies {
+    fn observe(&self, nanos: u64) {
+        let seconds = nanos as f64 / 1e9;
+        let i = WRITE_LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(WRITE_LATENCY_BOUNDS.len());
+        self.counts[i].fetch_add(1, Relaxed);
+    }
+
+    /// How many took at most each bound, then how many in all.
+    pub fn cumulative(&self) -> [u64; WRITE_LATENCY_BOUNDS.len() + 1] {
+        let mut total = 0;
+        self.counts.each_ref().map(|c| {
+            total += c.load(Relaxed);
+            total
+        })
+    }
 }
 
 /// Where a decision record went.
@@ -523,7 +558,7 @@ impl Writer {
             Ok(()) => {
                 let nanos = started.elapsed().as_nanos() as u64;
                 self.stats.write_nanos_sum.fetch_add(nanos, Relaxed);
-                self.stats.last_write_nanos.store(nanos, Relaxed);
+                self.stats.write_latency.observe(nanos);
                 self.stats
                     .records_total
                     .fetch_add(batch.len() as u64, Relaxed);

@@ -78,6 +78,19 @@ fn defaults() {
     assert_eq!(c.audit.segment_bytes, 64 * 1024 * 1024);
     assert_eq!(c.audit.segment_max_age, Duration::from_secs(3600));
     assert_eq!(c.audit.checkpoint_interval, Duration::from_secs(5));
+    assert!(!c.listen.proxy_protocol);
+    assert_eq!(c.network.client_ip_header, ClientIpHeader::XForwardedFor);
+    assert_eq!(c.limits.max_connections, 10_000);
+    assert_eq!(c.limits.max_streams, 100);
+    assert_eq!(c.limits.max_header_bytes, 64 * 1024);
+    assert_eq!(c.limits.max_headers, 100);
+    assert_eq!(c.limits.header_timeout, Duration::from_secs(15));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.max_config_body_bytes, 1 << 20);
+    assert_eq!(c.limits.max_explain_body_bytes, 2 << 20);
+    assert_eq!(c.shutdown.delay, Duration::ZERO);
+    assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(30));
+    assert_eq!(c.admin.token_file, None);
 }
 
 #[test]
@@ -93,6 +106,7 @@ unknown_bucket = "monitor"
 s3 = "0.0.0.0:80"
 admin = "[::1]:9999"
 tls = { addr = "192.0.2.10:443", cert = "certs/server.pem", key = "certs/server.key", client_ca = "certs/ca.pem" }
+proxy_protocol = true
 
 [upstream]
 url = "https://storage.internal:9000"
@@ -111,6 +125,7 @@ unknown = "allow"
 
 [network]
 trusted_proxies = ["10.0.0.5/32", "fd00::/8"]
+client_ip_header = "forwarded"
 
 [audit]
 dir = "/var/log/gatekeeper"
@@ -126,6 +141,23 @@ queue = 1024
 segment_bytes = 1048576
 segment_max_age_s = 600
 checkpoint_interval_ms = 2500
+
+[limits]
+max_connections = 500
+max_streams = 10
+max_header_bytes = 8192
+max_headers = 20
+header_timeout_ms = 1500
+idle_timeout_ms = 2500
+max_config_body_bytes = 4096
+max_explain_body_bytes = 8192
+
+[shutdown]
+delay_ms = 5000
+drain_timeout_ms = 60000
+
+[admin]
+token_file = "secrets/admin.token"
 "#,
     );
     assert_eq!(c.rules, Path::new("/srv/rules"));
@@ -188,6 +220,22 @@ checkpoint_interval_ms = 2500
     assert_eq!(c.audit.segment_bytes, 1 << 20);
     assert_eq!(c.audit.segment_max_age, Duration::from_secs(600));
     assert_eq!(c.audit.checkpoint_interval, Duration::from_millis(2500));
+    assert!(c.listen.proxy_protocol);
+    assert_eq!(c.network.client_ip_header, ClientIpHeader::Forwarded);
+    assert_eq!(c.limits.max_connections, 500);
+    assert_eq!(c.limits.max_streams, 10);
+    assert_eq!(c.limits.max_header_bytes, 8192);
+    assert_eq!(c.limits.max_headers, 20);
+    assert_eq!(c.limits.header_timeout, Duration::from_millis(1500));
+    assert_eq!(c.limits.idle_timeout, Duration::from_millis(2500));
+    assert_eq!(c.limits.max_config_body_bytes, 4096);
+    assert_eq!(c.limits.max_explain_body_bytes, 8192);
+    assert_eq!(c.shutdown.delay, Duration::from_secs(5));
+    assert_eq!(c.shutdown.drain_timeout, Duration::from_secs(60));
+    assert_eq!(
+        c.admin.token_file.as_deref(),
+        Some(Path::new("/etc/gk/secrets/admin.token"))
+    );
 }
 
 #[test]
@@ -335,6 +383,10 @@ fn invalid_choices() {
             format!("{MINIMAL}[audit]\nclient_ip = \"mask\"\n"),
             "gk.toml:7:13: error: invalid audit.client_ip \"mask\": expected one of \"truncate\", \"full\", \"hash\"",
         ),
+        (
+            format!("{MINIMAL}[network]\nclient_ip_header = \"x-real-ip\"\n"),
+            "gk.toml:7:20: error: invalid network.client_ip_header \"x-real-ip\": expected one of \"x-forwarded-for\", \"forwarded\"",
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(errors_of(&text), [expected], "{text}");
@@ -434,6 +486,62 @@ fn zero_is_not_a_timeout_or_size() {
             "gk.toml:7:16: error: upstream.pool_idle_ms must be greater than 0",
         ]
     );
+}
+
+#[test]
+fn limits_out_of_range() {
+    assert_eq!(
+        errors("[limits]\nmax_connections = 0\nmax_streams = 4294967296\nmax_header_bytes = 8191\nmax_headers = 0\nheader_timeout_ms = 0\nidle_timeout_ms = 0\nmax_config_body_bytes = 1048577\nmax_explain_body_bytes = 0\n[shutdown]\ndrain_timeout_ms = 0\n"),
+        [
+            "gk.toml:7:19: error: limits.max_connections must be greater than 0",
+            "gk.toml:8:15: error: limits.max_streams must be from 1 to 4294967295",
+            "gk.toml:9:20: error: limits.max_header_bytes must be from 8192 to 4294967295",
+            "gk.toml:10:15: error: limits.max_headers must be greater than 0",
+            "gk.toml:11:21: error: limits.header_timeout_ms must be greater than 0",
+            "gk.toml:12:19: error: limits.idle_timeout_ms must be greater than 0",
+            "gk.toml:13:25: error: limits.max_config_body_bytes must be from 1 to 1048576",
+            "gk.toml:14:26: error: limits.max_explain_body_bytes must be greater than 0",
+            "gk.toml:16:20: error: shutdown.drain_timeout_ms must be greater than 0",
+        ]
+    );
+    // No delay is the default, and allowed.
+    config(&format!("{MINIMAL}[shutdown]\ndelay_ms = 0\n"));
+}
+
+#[test]
+fn the_proxy_protocol_needs_trusted_proxies() {
+    assert_eq!(
+        errors("[listen]\nproxy_protocol = true\n"),
+        ["gk.toml:7:18: error: listen.proxy_protocol = true needs network.trusted_proxies, the load balancers that send the header"]
+    );
+    config(&format!(
+        "{MINIMAL}[listen]\nproxy_protocol = true\n[network]\ntrusted_proxies = [\"10.0.0.0/8\"]\n"
+    ));
+}
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_token() {
+    let message = |addr: &str| {
+        format!("gk.toml:7:9: error: listen.admin {addr} is not a loopback address: set admin.token_file, the file holding the bearer token its POST endpoints and /v1/explain require")
+    };
+    assert_eq!(
+        errors("[listen]\nadmin = \"0.0.0.0:9090\"\n"),
+        [message("0.0.0.0:9090")]
+    );
+    assert_eq!(
+        errors("[listen]\nadmin = \"[::ffff:192.0.2.1]:9090\"\n"),
+        [message("[::ffff:192.0.2.1]:9090")]
+    );
+    let c = config(&format!(
+        "{MINIMAL}[listen]\nadmin = \"192.0.2.1:9090\"\n[admin]\ntoken_file = \"admin.token\"\n"
+    ));
+    assert_eq!(
+        c.admin.token_file.as_deref(),
+        Some(Path::new("/etc/gk/admin.token"))
+    );
+    for loopback in ["127.0.0.2:9090", "[::1]:9090", "[::ffff:127.0.0.1]:9090"] {
+        config(&format!("{MINIMAL}[listen]\nadmin = \"{loopback}\"\n"));
+    }
 }
 
 #[test]

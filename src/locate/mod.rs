@@ -1,12 +1,14 @@
 //! Where the requester is: mTLS peer → `[[network]]` CIDR → GeoIP country →
 //! unknown (DESIGN §2 phase 2), and which address is the client's.
 
+pub mod forwarded;
 pub mod geoip;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 
 use http::header::HeaderMap;
 use ipnet::IpNet;
@@ -58,49 +60,115 @@ impl Location {
     };
 }
 
+/// Which proxies are believed about the client's address, and which header
+/// they write it in.
+#[derive(Clone, Copy, Debug)]
+pub struct Proxies<'a> {
+    pub trusted: &'a [IpNet],
+    pub header: ForwardedHeader,
+}
+
+/// The one header the trusted proxies write the client's address in. Only
+/// that one is read; the other is ignored as a client could have sent it:
+/// a proxy passes on a header it does not write, so reading whichever is
+/// present, or the one that wins when both are, would let a client forge its
+/// address with the header its proxy leaves alone.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum ForwardedHeader {
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`, its `for=` parameters.
+    Forwarded,
+}
+
+impl ForwardedHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        }
+    }
+}
+
 /// The client's address: the TCP peer, or — only when the TCP peer is a
-/// trusted proxy — the right-most `X-Forwarded-For` entry that is not a
-/// trusted proxy. All `X-Forwarded-For` lines count, joined in order, as
-/// RFC 9110 joins repeated list headers.
+/// trusted proxy — the right-most hop of the proxies' header
+/// (`X-Forwarded-For`, or `Forwarded` as configured) that is not a trusted
+/// proxy. All lines of the header count, joined in order, as RFC 9110 joins
+/// repeated list headers.
 ///
-/// Entries are read right to left because each trusted proxy appends the
+/// Hops are read right to left because each trusted proxy appends the
 /// address it received the connection from; everything left of the first
-/// untrusted entry was written by someone unaccountable and proves nothing.
+/// untrusted hop was written by someone unaccountable and proves nothing.
 ///
-/// A malformed entry (not an IP address, with or without a port; empty; not
-/// UTF-8) stops the walk, and the last trusted hop is the answer. The entry
-/// was written or passed on by that trusted proxy, so the client behind it
-/// is unknowable; walking past it to an entry further left would let a
-/// client pick its own location by sending garbage after a forged address.
-/// The proxy's own address is the one thing known for sure, and it usually
-/// locates nowhere a restricted transfer is allowed to, which fails closed.
+/// A hop that names no address (malformed, empty, not UTF-8; in `Forwarded`
+/// also `for=unknown`, an obfuscated `for=_name`, or an element without
+/// `for=`) stops the walk, and the last trusted hop is the answer. The
+/// entry was written or passed on by that trusted proxy, so the client
+/// behind it is unknowable; walking past it to an entry further left would
+/// let a client pick its own location by sending garbage after a forged
+/// address. The proxy's own address is the one thing known for sure, and it
+/// usually locates nowhere a restricted transfer is allowed to, which fails
+/// closed.
 ///
 /// IPv4-mapped IPv6 addresses are normalised to IPv4 throughout, so they
 /// match IPv4 proxy ranges, networks and GeoIP entries.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
-    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+pub fn client_ip_via(peer: IpAddr, headers: &HeaderMap, proxies: Proxies<'_>) -> IpAddr {
+    let trusted = |ip: &IpAddr| proxies.trusted.iter().any(|net| net.contains(ip));
     let mut hop = peer.to_canonical();
     if !trusted(&hop) {
         return hop;
     }
-    for line in headers.get_all("x-forwarded-for").iter().rev() {
+    for line in headers.get_all(proxies.header.name()).iter().rev() {
         let Ok(line) = line.to_str() else { return hop };
-        for entry in line.rsplit(',') {
-            let Some(ip) = forwarded_entry(entry) else {
-                return hop;
-            };
-            hop = ip;
-            if !trusted(&hop) {
-                return hop;
+        let walked = match proxies.header {
+            ForwardedHeader::XForwardedFor => {
+                walk(&mut hop, line.rsplit(',').map(forwarded_for), trusted)
             }
+            ForwardedHeader::Forwarded => walk(
+                &mut hop,
+                forwarded::elements_rev(line).map(forwarded::client),
+                trusted,
+            ),
+        };
+        if walked.is_break() {
+            return hop;
         }
     }
     hop
 }
 
+/// [`client_ip_via`] with proxies that write `X-Forwarded-For`, the default.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let proxies = Proxies {
+        trusted: trusted_proxies,
+        header: ForwardedHeader::XForwardedFor,
+    };
+    client_ip_via(peer, headers, proxies)
+}
+
+/// Moves `hop` leftwards over one line's hops (given right to left) while
+/// they are trusted proxies; breaks at the client or at a hop that names no
+/// address.
+fn walk(
+    hop: &mut IpAddr,
+    hops: impl Iterator<Item = Option<IpAddr>>,
+    trusted: impl Fn(&IpAddr) -> bool,
+) -> ControlFlow<()> {
+    for entry in hops {
+        let Some(ip) = entry else {
+            return ControlFlow::Break(());
+        };
+        *hop = ip;
+        if !trusted(hop) {
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
 /// One `X-Forwarded-For` entry: an address, or an address with a port as
 /// some load balancers write it (`203.0.113.7:5123`, `[2001:db8::1]:443`).
-fn forwarded_entry(entry: &str) -> Option<IpAddr> {
+fn forwarded_for(entry: &str) -> Option<IpAddr> {
     let entry = entry.trim();
     let ip = entry
         .parse::<IpAddr>()

@@ -421,3 +421,154 @@ fn a_malformed_entry_stops_at_the_last_trusted_hop() {
     headers.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
     assert_eq!(client_ip(ip("10.0.0.5"), &headers, &p), ip("10.0.0.5"));
 }
+
+fn forwarded(lines: &[&str]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        headers.append("forwarded", HeaderValue::from_str(line).unwrap());
+    }
+    headers
+}
+
+/// `client_ip` behind proxies that write `Forwarded`.
+fn via_forwarded(peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = proxies();
+    let proxies = Proxies {
+        trusted: &trusted,
+        header: ForwardedHeader::Forwarded,
+    };
+    client_ip_via(peer, headers, proxies)
+}
+
+#[test]
+fn forwarded_yields_the_rightmost_untrusted_for() {
+    let from = |peer: &str, lines: &[&str]| via_forwarded(ip(peer), &forwarded(lines));
+    assert_eq!(
+        from(
+            "10.0.0.5",
+            &["for=1.2.3.4, for=81.2.69.142;proto=https, for=192.168.1.1;by=10.0.0.5"]
+        ),
+        ip("81.2.69.142")
+    );
+    // Lines join in order; parameter names are case-insensitive and the
+    // pair order free.
+    assert_eq!(
+        from("10.0.0.5", &["for=1.2.3.4", "proto=http;For=81.2.69.142"]),
+        ip("81.2.69.142")
+    );
+    // Quoted forms, as RFC 7239 requires for IPv6 and for ports.
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="[2001:db8:cafe::17]:4711""#]),
+        ip("2001:db8:cafe::17")
+    );
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="[2001:db8:cafe::17]""#]),
+        ip("2001:db8:cafe::17")
+    );
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="81.2.69.142:47011""#]),
+        ip("81.2.69.142")
+    );
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="81.2.69.142:_port""#]),
+        ip("81.2.69.142")
+    );
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="\8\1.2.69.142""#]),
+        ip("81.2.69.142")
+    );
+    assert_eq!(
+        from("10.0.0.5", &[r#"for="[::ffff:81.2.69.142]""#]),
+        ip("81.2.69.142")
+    );
+    // Whitespace around list and pair separators.
+    assert_eq!(
+        from(
+            "10.0.0.5",
+            &["for=1.2.3.4 ,\tfor=81.2.69.142 ; proto=https"]
+        ),
+        ip("81.2.69.142")
+    );
+    // Every hop trusted: the left-most; no header: the peer.
+    assert_eq!(
+        from("10.0.0.5", &["for=192.168.1.2, for=192.168.1.1"]),
+        ip("192.168.1.2")
+    );
+    assert_eq!(from("10.0.0.5", &[]), ip("10.0.0.5"));
+    // From an untrusted peer nothing is believed.
+    assert_eq!(from("203.0.113.9", &["for=81.2.69.142"]), ip("203.0.113.9"));
+}
+
+#[test]
+fn forwarded_stops_at_hops_that_name_no_address() {
+    let from = |lines: &[&str]| via_forwarded(ip("10.0.0.5"), &forwarded(lines));
+    for hidden in [
+        "for=unknown",
+        "for=UNKNOWN",
+        "for=_hidden",
+        r#"for="_gazonk""#,
+        "by=10.0.0.5;proto=https",
+        "",
+        "for=81.2.69.142;for=1.2.3.4",
+        "for=2001:db8::1",
+        "for=[2001:db8::1]",
+        r#"for="2001:db8::1""#,
+        "for=81.2.69.142:80",
+        r#"for="81.2.69.142:""#,
+        r#"for="81.2.69.142:123456""#,
+        r#"for="[2001:db8::1]x""#,
+        "for=81.2.69.142 junk",
+        "for = 81.2.69.142",
+        r#"for="81.2.69.142"x"#,
+        r#"for="81.2.69.142"#,
+        "for=example.com",
+        r#"for=81.2.69.142;proto="https"#,
+    ] {
+        assert_eq!(
+            from(&[&format!("for=1.2.3.4, {hidden}, for=192.168.1.1")]),
+            ip("192.168.1.1"),
+            "{hidden:?}"
+        );
+    }
+    assert_eq!(from(&["for=81.2.69.142", "for=unknown"]), ip("10.0.0.5"));
+}
+
+#[test]
+fn a_forged_forwarded_cannot_hide_the_proxys_entry() {
+    let from = |lines: &[&str]| via_forwarded(ip("10.0.0.5"), &forwarded(lines));
+    // A client opens a quote (or escapes one) that a left-to-right reading
+    // would take the proxy's appended element into.
+    assert_eq!(
+        from(&[r#"for="1.2.3.4, for=81.2.69.142"#]),
+        ip("81.2.69.142")
+    );
+    assert_eq!(
+        from(&[r#"for="1.2.3.4\", for=81.2.69.142"#]),
+        ip("81.2.69.142")
+    );
+    // A quoted comma belongs to its element.
+    assert_eq!(
+        from(&[r#"for=81.2.69.142;x="a,b", for=192.168.1.1"#]),
+        ip("81.2.69.142")
+    );
+    assert_eq!(
+        from(&[r#"for=81.2.69.142;x="a\"b,c", for=192.168.1.1"#]),
+        ip("81.2.69.142")
+    );
+}
+
+#[test]
+fn only_the_configured_header_is_read() {
+    let mut headers = xff(&["1.2.3.4"]);
+    headers.append("forwarded", HeaderValue::from_static("for=81.2.69.142"));
+    let peer = ip("10.0.0.5");
+    assert_eq!(client_ip(peer, &headers, &proxies()), ip("1.2.3.4"));
+    assert_eq!(via_forwarded(peer, &headers), ip("81.2.69.142"));
+    // A proxy that writes one header passes the other on untouched: a
+    // client's own is never read in its place.
+    assert_eq!(
+        client_ip(peer, &forwarded(&["for=81.2.69.142"]), &proxies()),
+        peer
+    );
+    assert_eq!(via_forwarded(peer, &xff(&["1.2.3.4"])), peer);
+}

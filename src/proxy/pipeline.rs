@@ -42,6 +42,8 @@ pub struct ConnInfo {
 pub struct Settings {
     pub hosts: Hosts,
     pub trusted_proxies: Vec<IpNet>,
+    /// The header those proxies write the client's address in.
+    pub client_ip_header: locate::ForwardedHeader,
     /// `[s3] deny_detail = "full"`: denials name tenant, category and
     /// jurisdictions to the client.
     pub deny_detail_full: bool,
@@ -50,6 +52,9 @@ pub struct Settings {
     pub on_failure_allow: bool,
     /// An upstream body that goes quiet this long is cut off.
     pub idle_timeout: Duration,
+    /// `limits.max_config_body_bytes`: the most of a configuration body the
+    /// gate reads to decide.
+    pub max_config_body: usize,
     pub record: RecordSettings,
 }
 
@@ -90,6 +95,9 @@ pub struct Gate {
     pub audit: AuditHandle,
     pub metrics: Arc<Metrics>,
     pub ids: RequestIds,
+    /// Held (shared) by each completion record on its way to the audit
+    /// writer, so that [`Gate::settle`] can wait for them all.
+    pub completions: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub type Body = RespBody<Completion>;
@@ -122,6 +130,12 @@ struct Refusal<'a> {
 }
 
 impl Gate {
+    /// Waits until every completion record of an ended request has reached
+    /// the audit writer's queue: the trail must not close ahead of them.
+    pub async fn settle(&self) {
+        let _ = self.completions.write().await;
+    }
+
     pub async fn handle(self: Arc<Self>, conn: ConnInfo, req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
         let request_id = self.ids.next();
@@ -153,11 +167,11 @@ impl Gate {
                 }
             };
 
-        let client_ip = locate::client_ip(
-            conn.peer.ip(),
-            req.headers(),
-            &self.settings.trusted_proxies,
-        );
+        let proxies = locate::Proxies {
+            trusted: &self.settings.trusted_proxies,
+            header: self.settings.client_ip_header,
+        };
+        let client_ip = locate::client_ip_via(conn.peer.ip(), req.headers(), proxies);
         let peer = conn.client_cert.as_ref().and_then(|c| c.peer(&snap.rules));
         let requester = locate::locate(&snap.rules, &snap.geoip, peer, client_ip);
 
@@ -174,13 +188,15 @@ impl Gate {
             close,
         };
         let (destinations, body) = match s3req.op.config_body() {
-            Some(kind) => match read_config_body(&parts.headers, body).await {
-                Ok(bytes) => match replication::destinations(kind, &bytes) {
-                    Ok(d) => (d, ReqBody::Bytes(Some(bytes))),
-                    Err(error) => return self.malformed(malformed(error, false)).await,
-                },
-                Err(error) => return self.malformed(malformed(error, true)).await,
-            },
+            Some(kind) => {
+                match read_config_body(&parts.headers, body, self.settings.max_config_body).await {
+                    Ok(bytes) => match replication::destinations(kind, &bytes) {
+                        Ok(d) => (d, ReqBody::Bytes(Some(bytes))),
+                        Err(error) => return self.malformed(malformed(error, false)).await,
+                    },
+                    Err(error) => return self.malformed(malformed(error, true)).await,
+                }
+            }
             // S3 takes a form upload's key and metadata from the fields
             // before the file, so the gate reads that far before deciding;
             // the file itself still streams.
@@ -262,6 +278,7 @@ impl Gate {
 
         let completion = Completion {
             audit: self.audit.clone(),
+            sending: self.completions.clone(),
             metrics: self.metrics.clone(),
             request_id: request_id.clone(),
             start,
@@ -530,28 +547,26 @@ fn has_body(headers: &HeaderMap) -> bool {
 
 /// Reads a configuration body the gate must parse, refusing it past the cap
 /// before reading when Content-Length already says so.
-async fn read_config_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, S3Error> {
+async fn read_config_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, S3Error> {
     let too_big = || {
         S3Error::new(
             400,
             "MaxMessageLengthExceeded",
-            format!(
-                "configuration body over {} bytes",
-                replication::MAX_CONFIG_BODY
-            ),
+            format!("configuration body over {limit} bytes"),
         )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > replication::MAX_CONFIG_BODY as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_big());
     }
-    match http_body_util::Limited::new(body, replication::MAX_CONFIG_BODY)
-        .collect()
-        .await
-    {
+    match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
         Err(_) => Err(S3Error::new(
@@ -642,6 +657,7 @@ impl Outcome {
 /// Writes the completion record of a forwarded request when it ends.
 pub struct Completion {
     audit: AuditHandle,
+    sending: Arc<tokio::sync::RwLock<()>>,
     metrics: Arc<Metrics>,
     request_id: String,
     instance: String,
@@ -687,7 +703,13 @@ impl Completion {
             ..CompletionRecord::default()
         };
         let audit = self.audit.clone();
-        tokio::spawn(async move { audit.completion(rec).await });
+        // Fails only once shutdown waits in `settle`, after every
+        // connection has ended.
+        let sending = self.sending.clone().try_read_owned();
+        tokio::spawn(async move {
+            audit.completion(rec).await;
+            drop(sending);
+        });
     }
 }
 

@@ -1,47 +1,142 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 on one listener, one task per
-//! connection, graceful drain on shutdown.
+//! Accepting connections: an optional PROXY protocol header, optional TLS,
+//! HTTP/1.1 and HTTP/2 on one listener, one task per connection; the limits
+//! on what one client may hold; the drain on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 
 use super::pipeline::{ConnInfo, Gate};
+use super::proxy_protocol::{self, Rewind};
+use crate::config::Limits;
 use crate::tls::{ClientCert, Tls};
 
-/// How long a client may take to send a request head: a slow-loris client
-/// holds a connection, not the gate.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long requests in flight may take to finish once shutdown begins.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// What the S3 listeners of one process share.
+pub struct Edge {
+    pub limits: Limits,
+    /// `[listen] proxy_protocol`: every connection starts with a PROXY
+    /// protocol header, and only trusted proxies may connect.
+    pub proxy_protocol: bool,
+    /// `limits.max_connections` permits, one per open connection on any
+    /// listener.
+    pub connections: Arc<Semaphore>,
+    /// `[shutdown] drain_timeout_ms`.
+    pub drain_timeout: Duration,
+    pub metrics: Arc<EdgeMetrics>,
+}
 
-/// How long a TLS client may take over its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Why a connection was closed before the gate decided anything.
+pub const CONNECTION_REFUSALS: [&str; 7] = [
+    "max_connections",
+    "untrusted_proxy",
+    "proxy_protocol",
+    "tls_handshake",
+    "header_timeout",
+    "header_too_large",
+    "malformed",
+];
 
-/// Serves one S3 listener, plain or TLS, until `shutdown` resolves, then
-/// drains.
+/// Why the admin listener refused a request.
+pub const ADMIN_REFUSALS: [&str; 2] = ["unauthorized", "body_too_large"];
+
+/// The metrics of the edge: connections and admin requests turned away
+/// before any decision. Registered with the other metrics, kept here with
+/// the code that counts them.
+pub struct EdgeMetrics {
+    connections_refused: prometheus::IntCounterVec,
+    admin_refused: prometheus::IntCounterVec,
+    pub open_connections: prometheus::IntGauge,
+}
+
+impl EdgeMetrics {
+    pub fn register(registry: &prometheus::Registry) -> EdgeMetrics {
+        let open_connections = prometheus::IntGauge::new(
+            "gatekeeper_connections_open",
+            "S3 connections open, counted against limits.max_connections.",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(open_connections.clone()))
+            .expect("unique metric names");
+        EdgeMetrics {
+            connections_refused: reasons(
+                registry,
+                "gatekeeper_connections_refused_total",
+                "S3 connections closed before a request was decided, by reason.",
+                &CONNECTION_REFUSALS,
+            ),
+            admin_refused: reasons(
+                registry,
+                "gatekeeper_admin_refused_total",
+                "Admin requests refused, by reason.",
+                &ADMIN_REFUSALS,
+            ),
+            open_connections,
+        }
+    }
+
+    /// `reason` is one of [`CONNECTION_REFUSALS`].
+    pub fn connection_refused(&self, reason: &'static str) {
+        debug_assert!(CONNECTION_REFUSALS.contains(&reason), "{reason}");
+        self.connections_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// `reason` is one of [`ADMIN_REFUSALS`].
+    pub fn admin_refused(&self, reason: &'static str) {
+        debug_assert!(ADMIN_REFUSALS.contains(&reason), "{reason}");
+        self.admin_refused.with_label_values(&[reason]).inc();
+    }
+}
+
+/// A counter by `reason` over a closed set, every series present from the
+/// start at 0 so that a rate over it is defined before the first event.
+fn reasons(
+    registry: &prometheus::Registry,
+    name: &str,
+    help: &str,
+    all: &[&str],
+) -> prometheus::IntCounterVec {
+    let counter = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &["reason"])
+        .expect("metric");
+    for r in all {
+        counter.with_label_values(&[r]);
+    }
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric names");
+    counter
+}
+
+/// Serves one S3 listener, plain or TLS, until `shutdown` resolves; then
+/// lets requests in flight finish for up to `drain_timeout` and cuts
+/// off the rest.
 pub async fn serve(
     listener: TcpListener,
     gate: Arc<Gate>,
+    edge: Arc<Edge>,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http_builder(&edge.limits));
     let graceful = GracefulShutdown::new();
+    let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -54,71 +149,384 @@ pub async fn serve(
                     continue;
                 }
             },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = shutdown.as_mut() => break,
         };
-        let _ = socket.set_nodelay(true);
+        // Over the limit a connection is closed at once rather than left
+        // waiting in the backlog: a load balancer sees it fail and tries
+        // another gate, where a queued client would only time out.
+        let Ok(permit) = edge.connections.clone().try_acquire_owned() else {
+            edge.metrics.connection_refused("max_connections");
+            tracing::debug!(%peer, "connection limit reached; closing");
+            continue;
+        };
         let conn = Conn {
+            slot: Slot::new(permit, &edge),
             gate: gate.clone(),
+            edge: edge.clone(),
             builder: builder.clone(),
             watcher: graceful.watcher(),
+            tls: tls.clone(),
             peer,
         };
-        match &tls {
-            None => {
-                tokio::spawn(conn.serve(socket, None));
-            }
-            Some(tls) => {
-                let acceptor = tls.acceptor();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                        Ok(Ok(stream)) => {
-                            let cert = crate::tls::client_cert(stream.get_ref().1);
-                            conn.serve(stream, cert).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        }
+        tasks.spawn(conn.run(socket));
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+    if tokio::time::timeout(edge.drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("drain deadline passed with requests still in flight");
+        tracing::warn!(
+            connections = tasks.len(),
+            "drain deadline passed with requests still in flight; cutting them off"
+        );
+    }
+    // Dropping what is left ends its requests, which writes their
+    // completion records before the audit trail is closed.
+    tasks.shutdown().await;
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timeout also runs while a kept-alive connection
+    // waits for its next request, so it would cap idle connections too;
+    // `Clock` keeps the two apart.
+    builder
+        .http1()
+        .keep_alive(true)
+        .header_read_timeout(None)
+        .max_buf_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_streams);
+    builder
+}
+
+/// `fut`, failed with `TimedOut` if it takes longer than `limit`.
+async fn within<T>(limit: Duration, fut: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// A connection's place under `limits.max_connections`.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: prometheus::IntGauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, edge: &Edge) -> Slot {
+        let open = edge.metrics.open_connections.clone();
+        open.inc();
+        Slot {
+            _permit: permit,
+            open,
+        }
     }
 }
 
-/// One accepted connection, before it is known whether it speaks TLS.
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// One accepted connection, before its PROXY header and TLS handshake.
 struct Conn {
+    slot: Slot,
     gate: Arc<Gate>,
+    edge: Arc<Edge>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: Watcher,
+    tls: Option<Arc<Tls>>,
     peer: SocketAddr,
 }
 
 impl Conn {
-    async fn serve<I>(self, io: I, client_cert: Option<Arc<ClientCert>>)
+    async fn run(self, mut socket: TcpStream) {
+        let _ = socket.set_nodelay(true);
+        let limits = &self.edge.limits;
+        let (peer, read) = if self.edge.proxy_protocol {
+            // Only a trusted proxy may say who the client is; anyone else
+            // could name any address.
+            let ip = self.peer.ip().to_canonical();
+            if !self
+                .gate
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+            {
+                tracing::debug!(peer = %self.peer, "PROXY protocol from an untrusted peer; closing");
+                self.edge.metrics.connection_refused("untrusted_proxy");
+                return;
+            }
+            match within(limits.header_timeout, proxy_protocol::read(&mut socket)).await {
+                Ok((proxy_protocol::Header::Proxied(client), read)) => (client, read),
+                Ok((proxy_protocol::Header::Local, read)) => (self.peer, read),
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "no valid PROXY protocol header");
+                    self.edge.metrics.connection_refused("proxy_protocol");
+                    return;
+                }
+            }
+        } else {
+            (self.peer, Bytes::new())
+        };
+        let io = Rewind {
+            read,
+            inner: socket,
+        };
+        let Some(tls) = self.tls.clone() else {
+            return self.serve_http(io, peer, None).await;
+        };
+        match within(limits.header_timeout, tls.acceptor().accept(io)).await {
+            Ok(stream) => {
+                let cert = crate::tls::client_cert(stream.get_ref().1);
+                self.serve_http(stream, peer, cert).await;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                self.edge.metrics.connection_refused("tls_handshake");
+            }
+        }
+    }
+
+    async fn serve_http<I>(self, io: I, peer: SocketAddr, client_cert: Option<Arc<ClientCert>>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Conn {
+            slot: _slot,
             gate,
+            edge,
             builder,
             watcher,
-            peer,
+            ..
         } = self;
+        let clock = Arc::new(Clock::new(&edge.limits));
+        let io = Timed::new(io, clock.clone());
         let info = ConnInfo { peer, client_cert };
+        let requests = clock.clone();
         let service = service_fn(move |req| {
+            let busy = Clock::busy(&requests);
             let gate = gate.clone();
             let info = info.clone();
-            async move { Ok::<_, Infallible>(gate.handle(info, req).await) }
+            async move {
+                let resp = gate.handle(info, req).await;
+                Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
+            }
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let ended = watcher.watch(conn.into_owned()).await;
+        let reason = match (clock.expired(), &ended) {
+            (Some(Expiry::Header), _) => Some("header_timeout"),
+            (Some(Expiry::Idle), _) | (None, Ok(())) => None,
+            (None, Err(e)) => match e.downcast_ref::<hyper::Error>() {
+                Some(e) if e.is_parse_too_large() => Some("header_too_large"),
+                Some(e) if e.is_parse() => Some("malformed"),
+                _ => None,
+            },
+        };
+        match (reason, ended) {
+            (Some(reason), _) => {
+                tracing::debug!(%peer, reason, "connection refused");
+                edge.metrics.connection_refused(reason);
+            }
+            (None, Err(e)) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+            (None, Ok(())) => {}
         }
     }
 }
+
+/// Which limit cut a connection off.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Expiry {
+    /// A request head took longer than `limits.header_timeout` from its
+    /// first byte (slowloris).
+    Header,
+    /// No request for `limits.idle_timeout`.
+    Idle,
+}
+
+/// When a connection with no request in flight is cut off:
+/// `idle_timeout` after its last request ended (or it was accepted), or
+/// `header_timeout` after the first byte of its next request arrived.
+/// With requests in flight no clock runs: their bodies have their own
+/// timeouts, and a slow download is not an idle connection.
+///
+/// Works alike for HTTP/1.1 and HTTP/2, which has no timeouts of its own in
+/// hyper; for HTTP/2 any frame on a connection without streams (a PING, a
+/// SETTINGS) starts the header clock.
+struct Clock {
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    state: Mutex<ClockState>,
+}
+
+struct ClockState {
+    in_flight: usize,
+    /// When the connection went idle, or when the first byte of the next
+    /// request arrived.
+    since: Instant,
+    reading_head: bool,
+    /// The connection's reader, woken when the last request ends so that
+    /// the idle clock is armed without waiting for a byte.
+    reader: Option<Waker>,
+    expired: Option<Expiry>,
+}
+
+impl Clock {
+    fn new(limits: &Limits) -> Clock {
+        Clock {
+            header_timeout: limits.header_timeout,
+            idle_timeout: limits.idle_timeout,
+            state: Mutex::new(ClockState {
+                in_flight: 0,
+                since: Instant::now(),
+                reading_head: false,
+                reader: None,
+                expired: None,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A request's head has been read: no clock runs until it ends.
+    fn busy(this: &Arc<Clock>) -> Busy {
+        let mut state = this.state();
+        state.in_flight += 1;
+        state.reading_head = false;
+        Busy(this.clone())
+    }
+
+    fn expired(&self) -> Option<Expiry> {
+        self.state().expired
+    }
+}
+
+/// A request in flight on a connection.
+struct Busy(Arc<Clock>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.in_flight -= 1;
+        if state.in_flight == 0 {
+            state.since = Instant::now();
+            state.reading_head = false;
+            if let Some(reader) = state.reader.take() {
+                reader.wake();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent or
+/// dropped.
+struct Tracked<B> {
+    inner: B,
+    _busy: Busy,
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A connection whose reads fail once its [`Clock`] runs out, which makes
+/// hyper close it.
+struct Timed<I> {
+    inner: I,
+    clock: Arc<Clock>,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<I> Timed<I> {
+    fn new(inner: I, clock: Arc<Clock>) -> Timed<I> {
+        let sleep = Box::pin(tokio::time::sleep(clock.idle_timeout));
+        Timed {
+            inner,
+            clock,
+            sleep,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let mut state = this.clock.state();
+        match polled {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before && state.in_flight == 0 && !state.reading_head {
+                    state.reading_head = true;
+                    state.since = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if !state
+                    .reader
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.reader = Some(cx.waker().clone());
+                }
+                if state.in_flight > 0 {
+                    return Poll::Pending;
+                }
+                let (expiry, limit) = if state.reading_head {
+                    (Expiry::Header, this.clock.header_timeout)
+                } else {
+                    (Expiry::Idle, this.clock.idle_timeout)
+                };
+                let deadline = state.since + limit;
+                if this.sleep.deadline() != deadline {
+                    this.sleep.as_mut().reset(deadline);
+                }
+                if this.sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                state.expired = Some(expiry);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    match expiry {
+                        Expiry::Header => "request head not received in time",
+                        Expiry::Idle => "connection idle",
+                    },
+                )))
+            }
+            failed => failed,
+        }
+    }
+}
+
+write_through!(Timed);

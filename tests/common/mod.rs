@@ -450,3 +450,96 @@ fn pem_certs(path: &Path) -> Vec<rustls_pki_types::CertificateDer<'static>> {
         .map(Result::unwrap)
         .collect()
 }
+
+/// Puts `line` right under the `[section]` header of the gatekeeper.toml
+/// in `dir` (for keys of a section `prepare` already writes).
+pub fn add_to_section(dir: &tempfile::TempDir, section: &str, line: &str) {
+    let path = dir.path().join("gatekeeper.toml");
+    let header = format!("[{section}]\n");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&header), "no [{section}] in gatekeeper.toml");
+    std::fs::write(
+        &path,
+        text.replacen(&header, &format!("{header}{line}\n"), 1),
+    )
+    .unwrap();
+}
+
+impl Gate {
+    /// The value of one series in /metrics, named with its labels as the
+    /// text format writes them (`name{label="value"}`).
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.admin_get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    }
+
+    /// Waits (briefly) for a series to reach `want`: counters of closed
+    /// connections move just after the client sees the close.
+    pub fn expect_metric(&self, series: &str, want: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} is {got}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM, as a service manager stops the gate.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the gate to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gate did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Gate {
+    /// Kills the gate with SIGKILL, as a crash would, and hands back its
+    /// directory for a restart with [`Gate::spawn`].
+    pub fn crash(mut self) -> tempfile::TempDir {
+        // `Child::kill` sends SIGKILL.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+}
+
+/// `gatekeeper certs dev --out OUT`: a CA, a server certificate for
+/// localhost and loopback, and client certificates for `clients`.
+pub fn certs_dev(out: &Path, clients: &[&str]) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatekeeper"));
+    cmd.args(["certs", "dev", "--out"]).arg(out);
+    for c in clients {
+        cmd.args(["--client", c]);
+    }
+    let made = cmd.output().unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
