@@ -238,17 +238,38 @@ impl AuditHandle {
         let _ = self.enqueue(Record::Completion(rec), None).await;
     }
 
+    /// Queues the record if the queue has room now, without waiting or a
+    /// task of its own; gives it back when the queue is full.
+    #[must_use]
+    pub fn try_completion(&self, rec: CompletionRecord) -> Option<CompletionRecord> {
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                self.send(permit, Record::Completion(rec), None);
+                None
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Some(rec),
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                self.stats.lost_total.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
     async fn enqueue(&self, rec: Record, ack: Option<Ack>) -> Result<(), AuditUnavailable> {
-        let rec = Unchained::new(rec, &self.instance);
         // `reserve` waits for room without taking the record, so a caller
         // that gives up while waiting leaves nothing behind.
         let Ok(permit) = self.tx.reserve().await else {
             self.stats.lost_total.fetch_add(1, Relaxed);
             return Err(AuditUnavailable::Stopped);
         };
+        self.send(permit, rec, ack);
+        Ok(())
+    }
+
+    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record, ack: Option<Ack>) {
+        let rec = Unchained::new(rec, &self.instance);
         self.stats.queue_depth.fetch_add(1, Relaxed);
         permit.send(Msg::Record(rec, ack));
-        Ok(())
     }
 
     pub fn stats(&self) -> &AuditStats {

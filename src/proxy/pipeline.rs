@@ -702,6 +702,10 @@ impl Completion {
             category: self.category.clone(),
             ..CompletionRecord::default()
         };
+        // Usually the queue has room: no task, no wait.
+        let Some(rec) = self.audit.try_completion(rec) else {
+            return;
+        };
         let audit = self.audit.clone();
         // Fails only once shutdown waits in `settle`, after every
         // connection has ended.
