@@ -116,6 +116,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---------------------------------------------------------------- setup ---
 OUT=${OUT:-$(mktemp -d /tmp/gk-load.XXXXXX)}
+# nginx workers drop root: they must be able to reach the files served.
+chmod 755 "$OUT"
 mkdir -p "$OUT"/{www/bench,tmp,audit,rules}
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
