@@ -28,6 +28,8 @@ pub mod config;
 pub mod describe;
 pub mod devcerts;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod locate;
 pub mod metrics;
 pub mod policy;

@@ -616,7 +616,9 @@ fn bucket_name_problem(name: &str) -> Option<String> {
         "must begin and end with a letter or digit"
     } else if name.contains("..") {
         "must not contain two adjacent periods"
-    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+    } else if name.split('.').count() == 4 && b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
+        // Four dotted numbers, valid octets or not (`999.1.1.1`), as S3
+        // and `s3::classify` read it.
         "must not look like an IP address"
     } else if let Some(p) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
         return Some(format!("the prefix {p:?} is reserved by S3"));

@@ -404,7 +404,9 @@ pub(crate) fn valid_bucket_name(name: &str) -> bool {
         && bytes.last().is_some_and(alnum)
         && !name.contains("..")
         && !(name.split('.').count() == 4 && bytes.iter().all(|b| b.is_ascii_digit() || *b == b'.'))
-        && !["xn--", "sthree-"].iter().any(|p| name.starts_with(p))
+        && !["xn--", "sthree-", "amzn-s3-demo-"]
+            .iter()
+            .any(|p| name.starts_with(p))
         && !["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
             .iter()
             .any(|s| name.ends_with(s))

@@ -449,6 +449,9 @@ const REFUSED: &[Refusal] = &[
     ("GET", "s3.local/b..kt/k", &[], BN, "invalid bucket name"),
     ("GET", "s3.local/b_kt/k", &[], BN, "invalid bucket name"),
     ("GET", "s3.local/xn--bkt/k", &[], BN, "invalid bucket name"),
+    // found by fuzzing: S3 reserves the prefix, and the rules refuse it
+    ("POST", "s3.local/amzn-s3-demo-bkt?delete", &[], BN, "invalid bucket name"),
+    ("GET", "amzn-s3-demo-bkt.s3.local/k", &[], BN, "invalid bucket name"),
     ("GET", "s3.local/ap-123-s3alias/k", &[], BN, "invalid bucket name"),
     ("GET", "s3.local/mybkt--ol-s3/k", &[], BN, "invalid bucket name"),
     ("GET", "s3.local/mybkt--x-s3/k", &[], BN, "invalid bucket name"),

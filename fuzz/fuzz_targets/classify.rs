@@ -1,0 +1,4 @@
+//! See `gatekeeper::fuzzing::classify` for the input format and invariants.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gatekeeper::fuzzing::classify(data));
