@@ -112,7 +112,7 @@ fn base_is_valid() {
 fn syntax_error_points_at_it() {
     assert_eq!(
         check("[[region]]\nid = \"x\"\njurisdiction = [\n"),
-        ["test.toml:4:1: error: invalid array: expected `]`"]
+        ["test.toml:3:17: error: unclosed array, expected `]`"]
     );
 }
 
@@ -171,7 +171,7 @@ fn parse_errors_of_every_file_are_shown_and_nothing_else() {
     assert_eq!(
         d,
         [
-            "a.toml:1:9: error: invalid table header: expected `.`, `]]`",
+            "a.toml:1:10: error: unclosed array table, expected `]`",
             "c.toml:1:1: error: unknown field `x`, expected one of `jurisdiction`, `region`, `category`, `tenant`, `bucket`, `classify`, `network`, `peer`, `basis`",
         ]
     );
