@@ -124,52 +124,18 @@ pub struct Rebuilt<'r> {
     notes: Vec<&'static str>,
 }
 
-/// Every operation once, by its recorded name. Configuration reads and
-/// writes that name no other bucket are control operations whatever their
-/// sub-resource, which the record does not keep and the decision does not
-/// read.
-const OPS: [Op; 34] = [
-    Op::GetObject,
-    Op::HeadObject,
-    Op::SelectObjectContent,
-    Op::GetObjectAttributes,
-    Op::GetObjectTorrent,
-    Op::GetObjectTagging,
-    Op::ListObjects,
-    Op::ListObjectsV2,
-    Op::ListObjectVersions,
-    Op::ListParts,
-    Op::ListMultipartUploads,
-    Op::PutObject,
-    Op::PostObject,
-    Op::CreateMultipartUpload,
-    Op::UploadPart,
-    Op::CompleteMultipartUpload,
-    Op::CopyObject,
-    Op::UploadPartCopy,
-    Op::PutBucketReplication,
-    Op::PutBucketInventoryConfiguration,
-    Op::PutBucketLogging,
-    Op::PutBucketAnalyticsConfiguration,
-    Op::ListBuckets,
-    Op::CreateBucket,
-    Op::DeleteBucket,
-    Op::HeadBucket,
-    Op::GetBucketLocation,
-    Op::DeleteObject,
-    Op::DeleteObjects,
-    Op::AbortMultipartUpload,
-    Op::PutObjectTagging,
-    Op::DeleteObjectTagging,
-    Op::BucketConfig(ConfigResource::Acl),
-    Op::ObjectConfig(ConfigResource::Acl),
-];
-
 /// Rebuilds the request of a decision record, or says why it cannot be.
 /// `keys_hashed`: the log's keys are HMACs (`audit.key_hash`).
 pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'static str> {
-    let op = OPS
+    // Configuration reads and writes that name no other bucket are control
+    // operations whatever their sub-resource, which the record does not
+    // keep and the decision does not read: one stands for them all.
+    let op = Op::PLAIN
         .into_iter()
+        .chain([
+            Op::BucketConfig(ConfigResource::Acl),
+            Op::ObjectConfig(ConfigResource::Acl),
+        ])
         .find(|op| op.name() == d.op)
         .ok_or("unknown_operation")?;
     match d.reason.as_str() {

@@ -144,6 +144,43 @@ pub enum ConfigResource {
 }
 
 impl Op {
+    /// Every operation that a name alone tells apart: all but the
+    /// configuration reads and writes, which differ by sub-resource.
+    pub const PLAIN: [Op; 32] = [
+        Op::GetObject,
+        Op::HeadObject,
+        Op::SelectObjectContent,
+        Op::GetObjectAttributes,
+        Op::GetObjectTorrent,
+        Op::GetObjectTagging,
+        Op::ListObjects,
+        Op::ListObjectsV2,
+        Op::ListObjectVersions,
+        Op::ListParts,
+        Op::ListMultipartUploads,
+        Op::PutObject,
+        Op::PostObject,
+        Op::CreateMultipartUpload,
+        Op::UploadPart,
+        Op::CompleteMultipartUpload,
+        Op::CopyObject,
+        Op::UploadPartCopy,
+        Op::PutBucketReplication,
+        Op::PutBucketInventoryConfiguration,
+        Op::PutBucketLogging,
+        Op::PutBucketAnalyticsConfiguration,
+        Op::ListBuckets,
+        Op::CreateBucket,
+        Op::DeleteBucket,
+        Op::HeadBucket,
+        Op::GetBucketLocation,
+        Op::DeleteObject,
+        Op::DeleteObjects,
+        Op::AbortMultipartUpload,
+        Op::PutObjectTagging,
+        Op::DeleteObjectTagging,
+    ];
+
     pub fn direction(self) -> Direction {
         use Op::*;
         match self {

@@ -221,41 +221,7 @@ fn operation_table_names_every_op_and_config_resource() {
         }
     }
     let named: Vec<Op> = OPS.iter().map(|row| id(row.3)).collect();
-    let plain = [
-        Op::GetObject,
-        Op::HeadObject,
-        Op::SelectObjectContent,
-        Op::GetObjectAttributes,
-        Op::GetObjectTorrent,
-        Op::GetObjectTagging,
-        Op::ListObjects,
-        Op::ListObjectsV2,
-        Op::ListObjectVersions,
-        Op::ListParts,
-        Op::ListMultipartUploads,
-        Op::PutObject,
-        Op::PostObject,
-        Op::CreateMultipartUpload,
-        Op::UploadPart,
-        Op::CompleteMultipartUpload,
-        Op::CopyObject,
-        Op::UploadPartCopy,
-        Op::PutBucketReplication,
-        Op::PutBucketInventoryConfiguration,
-        Op::PutBucketLogging,
-        Op::PutBucketAnalyticsConfiguration,
-        Op::ListBuckets,
-        Op::CreateBucket,
-        Op::DeleteBucket,
-        Op::HeadBucket,
-        Op::GetBucketLocation,
-        Op::DeleteObject,
-        Op::DeleteObjects,
-        Op::AbortMultipartUpload,
-        Op::PutObjectTagging,
-        Op::DeleteObjectTagging,
-    ];
-    for op in plain {
+    for op in Op::PLAIN {
         assert!(named.contains(&op), "no row for {op:?}");
     }
     use ConfigResource::*;
