@@ -292,3 +292,44 @@ out(s3.get_object(Bucket="acme-data", Key="k")["Body"].read() == body)
     let r = gate.boto(r#"out(attempt(client().head_bucket, Bucket="acme-data")["status"])"#);
     assert_eq!(r, 502);
 }
+
+/// An object downloaded over HTTP/2 through the TLS listener arrives byte
+/// for byte, with the presigned signature still valid at the upstream.
+#[test]
+fn an_http2_download_through_the_tls_listener() {
+    let (_up, gate) = tls_gate();
+    let tls = gate.tls.unwrap();
+    let r = gate.boto(&format!(
+        r#"
+s3 = client()
+s3.create_bucket(Bucket="acme-data")
+s3.put_object(Bucket="acme-data", Key="h2.bin", Body=bytes(range(256)) * 8192)
+signer = boto3.client("s3", endpoint_url="https://localhost:{port}", region_name="us-east-1",
+                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                      config=Config(s3={{"addressing_style": "path"}}))
+out(signer.generate_presigned_url("get_object", Params={{"Bucket": "acme-data", "Key": "h2.bin"}}))
+"#,
+        port = tls.port()
+    ));
+    let out = gate.dir.path().join("h2.bin");
+    let ca = gate.dir.path().join("certs/ca.pem");
+    let (ok, text) = curl(&[
+        "--http2",
+        "--resolve",
+        &resolve(tls),
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-w",
+        "%{http_version} %{http_code}",
+        r.as_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(text, "2 200");
+    let expected: Vec<u8> = (0..=255u8).cycle().take(256 * 8192).collect();
+    assert!(
+        std::fs::read(&out).unwrap() == expected,
+        "the body arrived intact"
+    );
+}
