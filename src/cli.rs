@@ -358,18 +358,23 @@ fn serve(path: &Path) -> ExitCode {
 
 /// Reloads the TLS certificates when their files change; a bad new file
 /// is logged and the configuration in force kept.
-async fn watch_tls(tls: Arc<crate::tls::Tls>) {
+async fn watch_tls(tls: Arc<crate::tls::Tls>, metrics: Arc<crate::metrics::Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let t = tls.clone();
-        match tokio::task::spawn_blocking(move || t.reload_if_changed()).await {
-            Ok(Some(Ok(()))) => tracing::info!("TLS certificates reloaded"),
-            Ok(Some(Err(e))) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the certificates in force")
+        let result = match tokio::task::spawn_blocking(move || t.reload_if_changed()).await {
+            Ok(Some(Ok(()))) => {
+                tracing::info!("TLS certificates reloaded");
+                "ok"
             }
-            _ => {}
-        }
+            Ok(Some(Err(e))) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the certificates in force");
+                "error"
+            }
+            _ => continue,
+        };
+        metrics.tls_reloads.with_label_values(&[result]).inc();
     }
 }
 
@@ -452,7 +457,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(t.addr)
                 .await
                 .map_err(|e| format!("listen {}: {e}", t.addr))?;
-            tokio::spawn(watch_tls(config.clone()));
+            tokio::spawn(watch_tls(config.clone(), metrics.clone()));
             Some((listener, config))
         }
         None => None,

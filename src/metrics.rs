@@ -29,6 +29,7 @@ pub struct Metrics {
     pub decision_duration: Histogram,
     pub upstream_errors: IntCounterVec,
     pub rules_reloads: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
     pub rules_info: IntGaugeVec,
     pub refused: IntCounterVec,
 }
@@ -113,6 +114,19 @@ impl Metrics {
             &["result"],
         )
         .expect("metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "gatekeeper_tls_reloads_total",
+                "TLS certificate reloads after a file changed, by result.",
+            ),
+            &["result"],
+        )
+        .expect("metric");
+        // Exported from the start, so a scrape can tell "no failure" from
+        // "no series".
+        for result in ["ok", "error"] {
+            tls_reloads.with_label_values(&[result]);
+        }
         let rules_info = IntGaugeVec::new(
             Opts::new(
                 "gatekeeper_rules_info",
@@ -137,6 +151,7 @@ impl Metrics {
             Box::new(decision_duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(rules_reloads.clone()),
+            Box::new(tls_reloads.clone()),
             Box::new(rules_info.clone()),
             Box::new(refused.clone()),
         ] {
@@ -151,6 +166,7 @@ impl Metrics {
             decision_duration,
             upstream_errors,
             rules_reloads,
+            tls_reloads,
             rules_info,
             refused,
         }

@@ -231,8 +231,16 @@ fn replaced_certificates_take_effect_and_broken_ones_do_not() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // Counted from here: the watcher may already have failed once on the
+    // pair above, seen half-copied.
+    let failed = r#"gatekeeper_tls_reloads_total{result="error"}"#;
+    let errors = gate.metric(failed);
     std::fs::write(certs.join("server.pem"), "not a certificate").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gate.metric(failed) == errors {
+        assert!(Instant::now() < deadline, "the broken file was never read");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(
         trusts(&fresh.join("ca.pem")),
         "a broken certificate file keeps the one in force"
