@@ -58,7 +58,8 @@ fn decision(i: u64) -> DecisionRecord {
 }
 
 /// Appends `n` decisions to the log in `dir`, signed with `key`, in
-/// segments of about five records; the writer checkpoints when it stops.
+/// segments of about five records; the writer seals the last segment and
+/// checkpoints when it stops.
 fn write_log(dir: &Path, key: &Path, n: u64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -78,8 +79,8 @@ fn write_log(dir: &Path, key: &Path, n: u64) {
     });
 }
 
-/// A signed log of 22 records in several segments, the newest unsealed,
-/// and its public key.
+/// A signed log of 22 records in several segments, every one sealed (the
+/// newest at shutdown), and its public key.
 struct Fixture {
     tmp: tempfile::TempDir,
     log: PathBuf,
@@ -100,7 +101,7 @@ impl Fixture {
         };
         let segments = f.segments();
         assert!(segments.len() >= 4, "{segments:?}");
-        assert!(!seal_of(segments.last().unwrap()).exists());
+        assert!(seal_of(segments.last().unwrap()).exists());
         f
     }
 
@@ -272,8 +273,7 @@ fn an_untouched_log_verifies_with_its_range_count_and_key() {
     let segments = f.segments().len();
     assert!(
         stdout.contains(&format!(
-            "verified: seq 1 to 22, 22 record(s) in {segments} segment(s), {} sealed",
-            segments - 1
+            "verified: seq 1 to 22, 22 record(s) in {segments} segment(s), {segments} sealed"
         )),
         "{stdout}"
     );
@@ -404,7 +404,9 @@ fn a_cut_tail_is_named_against_the_checkpoint_shipped_off_host() {
     let mut lines = read_lines(&newest);
     lines.pop();
     write_lines(&newest, &lines);
-    // The chain alone cannot tell.
+    // The newest segment's seal removed too, as if a crash had left it
+    // open: the chain alone cannot tell.
+    fs::remove_file(seal_of(&newest)).unwrap();
     assert!(f.verify(&[]).status.success());
 
     let out = f.verify(&["--checkpoint", shipped.to_str().unwrap()]);

@@ -589,12 +589,21 @@ out(results)
         .arg(gate.dir.path().join("audit"))
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&verify.stdout);
     assert!(
         verify.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
+        "{stdout}{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+    // Every record sealed: as many seals as segments, the last one's
+    // written on the way out.
+    let (segments, sealed) = stdout
+        .split_once(" record(s) in ")
+        .and_then(|(_, rest)| rest.split_once(" sealed;"))
+        .and_then(|(counts, _)| counts.split_once(" segment(s), "))
+        .unwrap_or_else(|| panic!("no segment count in {stdout}"));
+    assert_eq!(segments, sealed, "{stdout}");
+    assert_ne!(segments, "0", "{stdout}");
     // Every forwarded request has its decision and its completion, and the
     // last record is vouched for by the checkpoint written on the way out.
     let records = gate.audit();

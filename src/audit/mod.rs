@@ -9,8 +9,10 @@
 //! followed by `\n`. `seq` starts at 1 and goes up by one per record,
 //! across segments. A segment is closed once it holds `segment_bytes`, or
 //! once its first record is `segment_max_age` old, by writing its seal,
-//! `segment-<same digits>.seal.json`; only the newest segment may be
-//! unsealed. `checkpoint.json` vouches for the newest record on disk.
+//! `segment-<same digits>.seal.json`, and when the writer shuts down; only
+//! the newest segment may be unsealed: the open one while the writer
+//! runs, or after a crash.
+//! `checkpoint.json` vouches for the newest record on disk.
 //! `writer.lock` is locked by the one writer of the log. `rules/<version>/`
 //! holds each rule set that was in force, as its `*.toml` files, under the
 //! `rules_version` its records name: see [`rulesets`].
@@ -94,8 +96,11 @@
 //!
 //! # Writing
 //!
-//! One writer per log: see [`writer`]. After a crash the writer cuts a
-//! torn last line and appends a `recovery` record that says what it cut.
+//! One writer per log: see [`writer`]. A shutdown seals the open segment
+//! and the next start opens a new one, its first record linked to the
+//! sealed one's last. After a crash the writer cuts a torn last line of
+//! the still open segment, appends a `recovery` record that says what it
+//! cut, and goes on in that segment.
 
 pub mod chain;
 pub mod cli;

@@ -111,6 +111,15 @@ fn newest_segment(dir: &Path) -> PathBuf {
     chain::segments(dir).unwrap().pop().unwrap().1
 }
 
+/// Stops the writer without a shutdown, so that it leaves the open segment
+/// unsealed, as a crash would: the last handle dropped. The writer frees
+/// the log's lock once it has stopped.
+async fn stop_without_seal(audit: AuditHandle, dir: &Path) {
+    drop(audit);
+    let lock = fs::File::open(dir.join("writer.lock")).unwrap();
+    eventually("the writer to stop", || lock.try_lock().is_ok()).await;
+}
+
 fn append(path: &Path, bytes: &[u8]) {
     fs::OpenOptions::new()
         .append(true)
@@ -347,7 +356,7 @@ async fn a_torn_last_line_is_cut_and_recorded() {
     for i in 0..3 {
         audit.decision(decision(i)).await.unwrap();
     }
-    audit.shutdown().await;
+    stop_without_seal(audit, dir.path()).await;
     let torn = br#"{"event":"decision","seq":4,"ts":"2026-"#;
     append(&newest_segment(dir.path()), torn);
     assert_eq!(verify_chain(dir.path()).unwrap_err().kind, Kind::TornWrite);
@@ -375,7 +384,7 @@ async fn an_unparsable_last_line_and_torn_bytes_are_cut_together() {
     let dir = tempfile::tempdir().unwrap();
     let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
     audit.decision(decision(0)).await.unwrap();
-    audit.shutdown().await;
+    stop_without_seal(audit, dir.path()).await;
     // A file's new length can reach the disk before its data: zeros.
     let garbage = [&[0_u8; 300][..], b"\n", &[0_u8; 100][..]].concat();
     append(&newest_segment(dir.path()), &garbage);
@@ -590,6 +599,109 @@ async fn after_shutdown_records_are_refused_and_counted() {
     assert_eq!(audit.stats().lost_total.load(Relaxed), 2);
 }
 
+#[tokio::test]
+async fn a_shutdown_seals_every_record_and_a_restart_goes_on_in_a_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (private, ring) = key_pair(keys.path(), "audit");
+    let cfg = AuditConfig {
+        signing_key: Some(private),
+        ..config(dir.path(), FsyncMode::Batch, 1 << 20)
+    };
+    let signed = VerifyOptions {
+        keys: ring,
+        ..VerifyOptions::default()
+    };
+    let audit = start(cfg.clone()).unwrap();
+    for i in 0..3 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    audit.shutdown().await;
+    assert_eq!(audit.stats().seals_total.load(Relaxed), 1);
+    let first = dir.path().join(chain::segment_name(1));
+    let seal = read_json(&seal::seal_path(&first));
+    assert_eq!(
+        (&seal["first_seq"], &seal["last_seq"]),
+        (&1.into(), &3.into())
+    );
+    check_signature_by_the_documented_rule(
+        &seal::seal_path(&first),
+        &keys.path().join("audit.pub.pem"),
+    );
+    let summary = verify(dir.path(), &signed).unwrap();
+    assert_eq!(
+        (summary.segments, summary.sealed, summary.records),
+        (1, 1, 3)
+    );
+
+    let audit = start(cfg).unwrap();
+    assert_eq!(audit.decision(decision(3)).await.unwrap().seq, 4);
+    audit.shutdown().await;
+    let segments = chain::segments(dir.path()).unwrap();
+    let second = dir.path().join(chain::segment_name(4));
+    assert_eq!(segments, [(1, first.clone()), (4, second.clone())]);
+    let next: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&second).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(next["prev"], seal["last_hash"]);
+    assert_eq!(
+        read_json(&seal::seal_path(&second))["prev"],
+        seal["last_hash"]
+    );
+    let summary = verify(dir.path(), &signed).unwrap();
+    assert_eq!(
+        (summary.segments, summary.sealed, summary.records),
+        (2, 2, 4)
+    );
+    assert!(
+        summary.lines()[0]
+            .starts_with("verified: seq 1 to 4, 4 record(s) in 2 segment(s), 2 sealed"),
+        "{:?}",
+        summary.lines()
+    );
+}
+
+#[tokio::test]
+async fn a_shutdown_with_nothing_new_seals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.shutdown().await;
+    assert_eq!(audit.stats().seals_total.load(Relaxed), 0);
+    assert!(chain::seals(dir.path()).unwrap().is_empty());
+
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.decision(decision(0)).await.unwrap();
+    audit.shutdown().await;
+    // Restarted on a sealed log and stopped again: no empty segment is
+    // opened, let alone sealed.
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    audit.shutdown().await;
+    assert_eq!(audit.stats().seals_total.load(Relaxed), 0);
+    assert_eq!(chain::segments(dir.path()).unwrap().len(), 1);
+    assert_eq!(chain::seals(dir.path()).unwrap().len(), 1);
+    assert_eq!(verify_chain(dir.path()).unwrap().sealed, 1);
+}
+
+#[tokio::test]
+async fn after_a_crash_the_open_segment_goes_on_unsealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    for i in 0..2 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    stop_without_seal(audit, dir.path()).await;
+    assert!(chain::seals(dir.path()).unwrap().is_empty());
+
+    let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
+    assert_eq!(audit.decision(decision(2)).await.unwrap().seq, 3);
+    stop_without_seal(audit, dir.path()).await;
+    assert_eq!(
+        chain::segments(dir.path()).unwrap(),
+        [(1, dir.path().join(chain::segment_name(1)))]
+    );
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!((summary.sealed, summary.records), (0, 3));
+}
+
 /// The documented signature rule, applied with string handling and the
 /// Ed25519 crate only: the signed bytes are the line up to its last
 /// `,"signature":`, closed with `}`.
@@ -634,7 +746,8 @@ async fn full_segments_are_sealed_with_what_they_hold() {
     let segments = chain::segments(log).unwrap();
     assert!(segments.len() >= 3, "{segments:?}");
     let mut prev = GENESIS.to_owned();
-    for (first_seq, path) in &segments[..segments.len() - 1] {
+    // The last too: the shutdown sealed it.
+    for (first_seq, path) in &segments {
         let seal_file = seal::seal_path(path);
         check_signature_by_the_documented_rule(&seal_file, &keys.path().join("audit.pub.pem"));
         let seal = read_json(&seal_file);
@@ -665,7 +778,7 @@ async fn full_segments_are_sealed_with_what_they_hold() {
     )
     .unwrap();
     assert_eq!(summary.records, 30);
-    assert!(summary.sealed >= segments.len() - 1, "{summary:?}");
+    assert_eq!(summary.sealed, segments.len(), "{summary:?}");
     assert!(summary.signatures_checked);
     assert_eq!(summary.unsigned, 0);
 }
@@ -694,7 +807,8 @@ async fn an_old_segment_is_sealed_however_small() {
         (&serde_json::Value::Null, &serde_json::Value::Null)
     );
     let summary = verify_chain(dir.path()).unwrap();
-    assert_eq!((summary.sealed, summary.records), (1, 2));
+    // The second segment sealed at shutdown.
+    assert_eq!((summary.sealed, summary.records), (2, 2));
     assert!(summary.unsigned >= 1);
 }
 
@@ -725,7 +839,9 @@ async fn checkpoints_follow_the_log_and_catch_a_cut_tail() {
         cp["hash"],
         serde_json::from_str::<serde_json::Value>(&lines(dir.path())[4]).unwrap()["hash"]
     );
-    audit.shutdown().await;
+    // The segment left open, as by a crash, so that no seal vouches for
+    // its end: only a checkpoint does.
+    stop_without_seal(audit, dir.path()).await;
     let off_host = keys.path().join("shipped-checkpoint.json");
     fs::copy(&checkpoint, &off_host).unwrap();
 

@@ -20,6 +20,13 @@
 //! records in a power cut would accuse an honest log of being cut. They
 //! are the only places that sign, so the cost of a signature is paid once
 //! per segment and once per checkpoint interval, never per record.
+//!
+//! [`AuditHandle::shutdown`] seals the open segment too, so a log that was
+//! stopped cleanly has every record under a seal; only a crash leaves the
+//! newest segment unsealed, and the next writer appends to it. When every
+//! handle is dropped without a shutdown (a panic unwinding, say) the writer
+//! fsyncs and checkpoints but leaves the segment open: nobody asked for
+//! the log to be closed.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, Write};
@@ -282,7 +289,9 @@ impl AuditHandle {
     }
 
     /// Writes everything queued before (and while) this is called, fsyncs,
-    /// and stops the writer; records sent afterwards are refused.
+    /// seals the open segment (unless it holds no record), writes a last
+    /// checkpoint, and stops the writer; records sent afterwards are
+    /// refused. The next writer on the log starts a new segment.
     pub async fn shutdown(&self) {
         let (done, finished) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(done)).await.is_ok() {
@@ -522,6 +531,11 @@ impl Writer {
         if self.fsync != FsyncMode::Never || !done.is_empty() {
             self.sync_now();
         }
+        if !done.is_empty() {
+            // Every record sealed: the next start opens a new segment, as
+            // after a rotation. Only a crash leaves a segment open.
+            self.seal();
+        }
         self.checkpoint_if_due(true);
         self.stats
             .lost_total
@@ -703,10 +717,25 @@ impl Writer {
     /// tried again after a while.
     fn seal_if_due(&mut self) {
         let now = Instant::now();
-        let Some(seg) = &self.log.open else { return };
-        if seg.span.records == 0 || now < seg.seal_at {
-            return;
+        let due = self
+            .log
+            .open
+            .as_ref()
+            .is_some_and(|seg| seg.span.records > 0 && now >= seg.seal_at);
+        if due && !self.seal() {
+            if let Some(seg) = &mut self.log.open {
+                seg.seal_at = now + RETRY_AFTER;
+            }
         }
+    }
+
+    /// Seals the open segment, unless it holds no record, and closes it:
+    /// the next batch opens the next segment, named by its first seq.
+    /// Whether it was sealed.
+    fn seal(&mut self) -> bool {
+        let Some(seg) = self.log.open.as_ref().filter(|seg| seg.span.records > 0) else {
+            return false;
+        };
         let path = seal::seal_path(&seg.path);
         let statement = Statement::Seal(Seal {
             instance: self.instance.clone(),
@@ -721,13 +750,12 @@ impl Writer {
             sealed_at: timestamp(OffsetDateTime::now_utc()),
             key_id: self.key_id(),
         });
-        if self.all_synced() && self.publish(&path, &statement) {
+        let sealed = self.all_synced() && self.publish(&path, &statement);
+        if sealed {
             self.stats.seals_total.fetch_add(1, Relaxed);
-            // The next batch opens the next segment, named by its first seq.
             self.log.open = None;
-        } else if let Some(seg) = &mut self.log.open {
-            seg.seal_at = now + RETRY_AFTER;
         }
+        sealed
     }
 
     /// Writes a checkpoint of the last record when records came since the
