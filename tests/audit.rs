@@ -442,6 +442,76 @@ fn a_deleted_segment_is_named() {
     );
 }
 
+/// The data of the first `n` segments deleted, as after archiving them
+/// off the host; their seals stay.
+fn archive_oldest(f: &Fixture, n: usize) -> Vec<PathBuf> {
+    let gone: Vec<PathBuf> = f.segments()[..n].to_vec();
+    for seg in &gone {
+        fs::remove_file(seg).unwrap();
+    }
+    gone
+}
+
+#[test]
+fn a_log_whose_oldest_segments_are_archived_verifies_and_says_so() {
+    let f = Fixture::new();
+    let gone = archive_oldest(&f, 2);
+    let here = f.segments();
+    let from = first_seq(&here[0]);
+    let out = f.verify(&[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains(&format!(
+            "verified: seq {from} to 22, {} record(s) in {n} segment(s), {n} sealed",
+            23 - from,
+            n = here.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "archived: seq 1 to {} in 2 segment(s), sealed, not read here",
+            from - 1
+        )),
+        "{stdout}"
+    );
+
+    // With a key given, the seals standing in for the archived segments
+    // must be signed by it like any other.
+    let seal = seal_of(&gone[1]);
+    let original = fs::read_to_string(&seal).unwrap();
+    let at = original.rfind(",\"signature\":").unwrap();
+    fs::write(&seal, format!("{},\"signature\":null}}\n", &original[..at])).unwrap();
+    let err = f.fails_at(&seal, None, first_seq(&gone[1]), "bad seal");
+    assert!(err.contains("unsigned"), "{err}");
+}
+
+#[test]
+fn an_archived_segment_without_its_seal_is_named() {
+    let f = Fixture::new();
+    let gone = archive_oldest(&f, 2);
+    fs::remove_file(seal_of(&gone[0])).unwrap();
+    let err = f.fails_at(&gone[0], None, 1, "deleted");
+    assert!(
+        err.contains(&format!(
+            "records 1 to {} are gone, and so are the seals that would vouch for them",
+            first_seq(&gone[1]) - 1
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_segment_gone_after_an_archived_run_is_named() {
+    let f = Fixture::new();
+    archive_oldest(&f, 1);
+    let seg = f.segments()[1].clone();
+    fs::remove_file(&seg).unwrap();
+    let err = f.fails_at(&seg, None, first_seq(&seg), "deleted");
+    assert!(err.contains("its seal remains"), "{err}");
+}
+
 #[test]
 fn a_missing_seal_is_named() {
     let f = Fixture::new();

@@ -11,7 +11,8 @@
 //! once its first record is `segment_max_age` old, by writing its seal,
 //! `segment-<same digits>.seal.json`, and when the writer shuts down; only
 //! the newest segment may be unsealed: the open one while the writer
-//! runs, or after a crash.
+//! runs, or after a crash. The oldest segments may be archived off the
+//! host and deleted here, their seals staying: see *Archiving*.
 //! `checkpoint.json` vouches for the newest record on disk.
 //! `writer.lock` is locked by the one writer of the log. `rules/<version>/`
 //! holds each rule set that was in force, as its `*.toml` files, under the
@@ -89,6 +90,23 @@
 //! checkpoint kept elsewhere is a log cut back at the end of a segment
 //! along with everything after it.
 //!
+//! # Archiving
+//!
+//! Segments are archived off the host and deleted here, oldest first, but
+//! their seals stay (a few hundred bytes each). [`archivable`] lists the
+//! segments that may go. `verify` then reads the seals in the place of
+//! the segments that are gone: the seals older than every segment here
+//! must chain from seq 1 (the first's `prev` is 64 `0`s) with no gap, each
+//! `first_seq` one past the `last_seq` before and each `prev` the
+//! `last_hash` before, checked against their signatures when keys are
+//! given; the first segment here must continue from the last of them. It
+//! says "archived: seq 1 to N in K segment(s), sealed, not read here".
+//! Still an error: a gone segment after one that is here (its seal
+//! remaining, or not), and a log that starts after seq 1 without a seal
+//! for every segment before. The archived segments themselves are
+//! checked where they are kept: `verify` on a directory that holds them
+//! and their seals from seq 1.
+//!
 //! # Reading
 //!
 //! [`query`] selects records, [`replay`] re-decides them under other rules,
@@ -124,8 +142,8 @@ pub use record::{
     DestinationEntry, Endpoint, Record, RecoveryRecord, SourceEntry,
 };
 pub use rulesets::{KeepError, RuleStore};
-pub use seal::{Checkpoint, Seal, Statement, CHECKPOINT_FILE};
-pub use verify::{verify, Kind, VerifyError, VerifyOptions, VerifySummary};
+pub use seal::{archivable, Checkpoint, Seal, SealedSegment, Statement, CHECKPOINT_FILE};
+pub use verify::{verify, Archived, Kind, VerifyError, VerifyOptions, VerifySummary};
 pub use writer::{
     start, AuditConfig, AuditHandle, AuditStats, AuditUnavailable, FsyncMode, Latencies, Written,
     WRITE_LATENCY_BOUNDS,

@@ -70,6 +70,72 @@ impl Statement {
     }
 }
 
+/// A sealed segment that may be archived off the host and then deleted
+/// here: see [`archivable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub segment: PathBuf,
+    /// Its seal, which must stay: `verify` reads it in place of the
+    /// segment.
+    pub seal: PathBuf,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+/// The segments of the log in `dir` that may be archived and then deleted
+/// here, oldest first; their seals must stay. `verify` then reads the
+/// seals in place of those segments, so what it may accept is bounded:
+///
+/// - only a run of the oldest segments may be gone, each with its seal
+///   here, the seals chained from seq 1 to the first segment that is
+///   here; a segment gone in the middle is still an error. The list is
+///   therefore that run: it stops at the first segment without a readable
+///   seal of its own, or whose seal does not end where the next segment
+///   starts.
+/// - the newest segment that holds records is never listed, nor any after
+///   it: the writer picks up the chain from it when it starts, and it may
+///   be the open one.
+///
+/// The writer never touches a sealed segment again, so this may run
+/// beside it; a segment sealed meanwhile is listed next time.
+pub fn archivable(dir: &Path) -> io::Result<Vec<SealedSegment>> {
+    let segments = super::chain::segments(dir)?;
+    // The newest segment with records; with none, nothing is listed.
+    let mut tip = 0;
+    for (i, (_, path)) in segments.iter().enumerate().rev() {
+        if fs::metadata(path)?.len() > 0 {
+            tip = i;
+            break;
+        }
+    }
+    let mut found = Vec::new();
+    for pair in segments[..tip].iter().zip(&segments[1..]) {
+        let ((first_seq, segment), (next_seq, _)) = pair;
+        let seal = seal_path(segment);
+        let Ok(Signed {
+            statement: Statement::Seal(s),
+            ..
+        }) = read(&seal)
+        else {
+            break;
+        };
+        let name = segment.file_name().and_then(|n| n.to_str());
+        if s.first_seq != *first_seq
+            || name != Some(s.segment.as_str())
+            || s.last_seq + 1 != *next_seq
+        {
+            break;
+        }
+        found.push(SealedSegment {
+            segment: segment.clone(),
+            seal,
+            first_seq: s.first_seq,
+            last_seq: s.last_seq,
+        });
+    }
+    Ok(found)
+}
+
 /// `segment-<seq>.seal.json` beside `segment-<seq>.jsonl`.
 pub(crate) fn seal_path(segment: &Path) -> PathBuf {
     segment.with_extension("seal.json")

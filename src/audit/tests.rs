@@ -702,6 +702,182 @@ async fn after_a_crash_the_open_segment_goes_on_unsealed() {
     assert_eq!((summary.sealed, summary.records), (0, 3));
 }
 
+/// Verifies the log in `dir`, which must fail with `kind` at `seq` in
+/// `file`.
+fn verify_fails(dir: &Path, kind: Kind, seq: Option<u64>, file: &Path) -> VerifyError {
+    let err = verify_chain(dir).unwrap_err();
+    assert_eq!(
+        (err.kind, err.seq, err.file.as_path()),
+        (kind, seq, file),
+        "{err}"
+    );
+    err
+}
+
+/// A log of 20 records in segments of a few, every one sealed, with the
+/// data of the oldest `archived` segments deleted (their seals kept): all
+/// its segments, those deleted included.
+async fn sealed_segments(dir: &Path, archived: usize) -> Vec<(u64, PathBuf)> {
+    let audit = start(config(dir, FsyncMode::Batch, 2000)).unwrap();
+    for i in 0..20 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    audit.shutdown().await;
+    let segments = chain::segments(dir).unwrap();
+    assert!(segments.len() >= 4, "{segments:?}");
+    for (_, path) in &segments[..archived] {
+        fs::remove_file(path).unwrap();
+    }
+    segments
+}
+
+#[tokio::test]
+async fn archivable_lists_the_sealed_segments_before_the_newest_with_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = sealed_segments(dir.path(), 0).await;
+    let listed = archivable(dir.path()).unwrap();
+    let want: Vec<SealedSegment> = segments
+        .windows(2)
+        .map(|pair| SealedSegment {
+            segment: pair[0].1.clone(),
+            seal: seal::seal_path(&pair[0].1),
+            first_seq: pair[0].0,
+            last_seq: pair[1].0 - 1,
+        })
+        .collect();
+    assert_eq!(listed, want);
+
+    // A new empty segment (a crash just after it was created) does not
+    // take the tip's place.
+    let empty = dir.path().join(chain::segment_name(21));
+    fs::write(&empty, b"").unwrap();
+    assert_eq!(archivable(dir.path()).unwrap(), want);
+    fs::remove_file(&empty).unwrap();
+
+    // The list stops where a seal is missing: what it holds stays a run
+    // of the oldest segments.
+    fs::remove_file(seal::seal_path(&segments[2].1)).unwrap();
+    assert_eq!(archivable(dir.path()).unwrap(), want[..2]);
+    fs::remove_file(seal::seal_path(&segments[0].1)).unwrap();
+    assert_eq!(archivable(dir.path()).unwrap(), []);
+}
+
+#[tokio::test]
+async fn a_log_whose_oldest_segments_are_archived_verifies_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    sealed_segments(dir.path(), 0).await;
+    let gone = archivable(dir.path()).unwrap();
+    let gone = &gone[..2];
+    for s in gone {
+        fs::remove_file(&s.segment).unwrap();
+    }
+    let summary = verify_chain(dir.path()).unwrap();
+    let archived_to = gone[1].last_seq;
+    assert_eq!(
+        summary.archived,
+        Some(Archived {
+            segments: 2,
+            last_seq: archived_to
+        })
+    );
+    assert_eq!(
+        (summary.records, summary.last_seq),
+        (20 - archived_to, Some(20))
+    );
+    let lines = summary.lines();
+    assert!(
+        lines[0].starts_with(&format!("verified: seq {} to 20,", archived_to + 1)),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("archived: seq 1 to {archived_to} in 2 segment(s)")),
+        "{lines:?}"
+    );
+
+    // The writer picks up the chain from the segments still here.
+    let audit = start(config(dir.path(), FsyncMode::Batch, 2000)).unwrap();
+    assert_eq!(audit.decision(decision(20)).await.unwrap().seq, 21);
+    audit.shutdown().await;
+    assert_eq!(verify_chain(dir.path()).unwrap().last_seq, Some(21));
+
+    // Every segment gone, every seal here.
+    for (_, path) in chain::segments(dir.path()).unwrap() {
+        fs::remove_file(path).unwrap();
+    }
+    let summary = verify_chain(dir.path()).unwrap();
+    assert_eq!((summary.records, summary.last_seq), (0, Some(21)));
+    let lines = summary.lines();
+    assert!(lines[0].contains("every segment archived"), "{lines:?}");
+    // The log's own checkpoint vouches for a record no longer here.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("seq 21 is archived, not read here")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn archived_segments_without_their_seals_are_gone_without_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = sealed_segments(dir.path(), 3).await;
+    let second = seal::seal_path(&segments[1].1);
+    let kept = fs::read(&second).unwrap();
+
+    // The seal of the second segment gone: the seals no longer chain.
+    fs::remove_file(&second).unwrap();
+    let err = verify_fails(
+        dir.path(),
+        Kind::Deleted,
+        Some(segments[1].0),
+        &segments[1].1,
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "records {} to {} are gone, and so are the seals",
+            segments[1].0,
+            segments[2].0 - 1
+        )),
+        "{err}"
+    );
+
+    // The first seal gone: the log starts after seq 1 with nothing to
+    // vouch for what came before.
+    fs::write(&second, kept).unwrap();
+    fs::remove_file(seal::seal_path(&segments[0].1)).unwrap();
+    verify_fails(dir.path(), Kind::Deleted, Some(1), &segments[0].1);
+}
+
+#[tokio::test]
+async fn an_archived_seal_that_does_not_chain_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = sealed_segments(dir.path(), 2).await;
+    let second = seal::seal_path(&segments[1].1);
+    let text = fs::read_to_string(&second).unwrap();
+    let prev = read_json(&second)["prev"].as_str().unwrap().to_owned();
+    fs::write(&second, text.replace(&prev, GENESIS)).unwrap();
+    let err = verify_fails(dir.path(), Kind::BadSeal, Some(segments[1].0), &second);
+    assert!(
+        err.to_string()
+            .contains("does not follow the seal before it"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_segment_gone_after_one_still_here_is_not_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = sealed_segments(dir.path(), 1).await;
+    fs::remove_file(&segments[2].1).unwrap();
+    let err = verify_fails(
+        dir.path(),
+        Kind::Deleted,
+        Some(segments[2].0),
+        &segments[2].1,
+    );
+    assert!(err.to_string().contains("its seal remains"), "{err}");
+}
+
 /// The documented signature rule, applied with string handling and the
 /// Ed25519 crate only: the signed bytes are the line up to its last
 /// `,"signature":`, closed with `}`.

@@ -1,9 +1,11 @@
 //! `audit verify`: recomputes every hash and link of a log, across
 //! segments, checks each seal against its segment and each checkpoint
 //! against the log, and names the first place where the log is not what
-//! the writer wrote, with what was most likely done to it.
+//! the writer wrote, with what was most likely done to it. Segments
+//! archived off the host are stood in for by their seals, which must chain
+//! from seq 1 (see *Archiving* in the `audit` module documentation).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
@@ -29,9 +31,14 @@ pub struct VerifyOptions {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifySummary {
+    /// The segments on this host, and how many of them are sealed.
     pub segments: usize,
     pub sealed: usize,
+    /// The records read: those of the segments on this host.
     pub records: u64,
+    /// The segments before them, archived off the host, that only their
+    /// seals vouch for.
+    pub archived: Option<Archived>,
     /// The last record's seq and hash: what a later check of a longer log
     /// must find unchanged.
     pub last_seq: Option<u64>,
@@ -51,18 +58,37 @@ impl VerifySummary {
     /// What `audit verify` prints, and the audit report shows, line by
     /// line.
     pub fn lines(&self) -> Vec<String> {
+        let archived_to = self.archived.as_ref().map_or(0, |a| a.last_seq);
         let mut out = vec![match self.last_seq {
+            Some(last) if self.records == 0 => format!(
+                "verified: seq 1 to {last}, every segment archived; last hash {}",
+                self.last_hash
+            ),
             Some(last) => format!(
-                "verified: seq 1 to {last}, {} record(s) in {} segment(s), {} sealed; last hash {}",
-                self.records, self.segments, self.sealed, self.last_hash
+                "verified: seq {} to {last}, {} record(s) in {} segment(s), {} sealed; last hash {}",
+                archived_to + 1,
+                self.records,
+                self.segments,
+                self.sealed,
+                self.last_hash
             ),
             None => "verified: the log is empty".to_owned(),
         }];
-        for (path, seq) in &self.checkpoints {
+        if let Some(a) = &self.archived {
             out.push(format!(
-                "checkpoint {}: the log reaches seq {seq}",
-                path.display()
+                "archived: seq 1 to {} in {} segment(s), sealed, not read here: their seals chain from seq 1 to the segments here",
+                a.last_seq, a.segments
             ));
+        }
+        for (path, seq) in &self.checkpoints {
+            out.push(if *seq <= archived_to {
+                format!(
+                    "checkpoint {}: seq {seq} is archived, not read here",
+                    path.display()
+                )
+            } else {
+                format!("checkpoint {}: the log reaches seq {seq}", path.display())
+            });
         }
         let keys = self
             .signed_by
@@ -87,6 +113,16 @@ impl VerifySummary {
         }
         out
     }
+}
+
+/// The oldest segments of a log, gone from its directory (archived
+/// elsewhere) while their seals stay: seq 1 to `last_seq`, in `segments`
+/// segments, whose seals chain from the first record to the first segment
+/// still here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archived {
+    pub segments: usize,
+    pub last_seq: u64,
 }
 
 /// The first place where the log is not what the writer wrote.
@@ -220,6 +256,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifySummary, VerifyE
             segments: 0,
             sealed: 0,
             records: 0,
+            archived: None,
             last_seq: None,
             last_hash: GENESIS.to_owned(),
             checkpoints: Vec::new(),
@@ -245,8 +282,13 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifySummary, VerifyE
 
     let unreadable = |e: io::Error| fault(dir, 0, None, Kind::Unreadable, e.to_string());
     let segments = chain::segments(dir).map_err(unreadable)?;
-    let mut seals: HashMap<u64, PathBuf> =
+    let mut seals: BTreeMap<u64, PathBuf> =
         chain::seals(dir).map_err(unreadable)?.into_iter().collect();
+    // Seals older than every segment here: segments archived elsewhere.
+    let oldest = segments.first().map_or(u64::MAX, |(seq, _)| *seq);
+    let kept = seals.split_off(&oldest);
+    let archived = std::mem::replace(&mut seals, kept);
+    v.archived(dir, &archived)?;
     v.summary.segments = segments.len();
     let mut newest = None;
     for (i, (first_seq, path)) in segments.iter().enumerate() {
@@ -397,6 +439,64 @@ impl Verifier<'_> {
             span.last_hash.clone_from(&link.hash);
             self.accept(path, n, link);
         }
+    }
+
+    /// Takes the seals of archived segments, oldest first, in place of
+    /// their records: they must chain from the first record, each one
+    /// starting where the one before ends, so that the log may start later
+    /// only when seals vouch for everything before it.
+    fn archived(&mut self, dir: &Path, seals: &BTreeMap<u64, PathBuf>) -> Result<(), VerifyError> {
+        for (&first_seq, path) in seals {
+            let expected = self.summary.last_seq.map_or(1, |s| s + 1);
+            if first_seq > expected {
+                return Err(fault(
+                    &dir.join(chain::segment_name(expected)),
+                    0,
+                    Some(expected),
+                    Kind::Deleted,
+                    format!(
+                        "records {expected} to {} are gone, and so are the seals that would vouch for them",
+                        first_seq - 1
+                    ),
+                ));
+            }
+            let bad = |detail: String| fault(path, 0, Some(first_seq), Kind::BadSeal, detail);
+            let signed = self.statement(path, Some(first_seq), Kind::BadSeal)?;
+            let Statement::Seal(seal) = signed.statement else {
+                return Err(bad("this is a checkpoint, not a seal".into()));
+            };
+            let name = chain::segment_name(first_seq);
+            if seal.segment != name || seal.first_seq != first_seq {
+                return Err(bad(format!(
+                    "it seals {} from seq {}, not {name}",
+                    seal.segment, seal.first_seq
+                )));
+            }
+            if first_seq < expected || seal.prev != self.summary.last_hash {
+                let before = match expected {
+                    1 => "the start of the log: its prev is not 64 0s".to_owned(),
+                    _ => format!(
+                        "the seal before it, which ends at seq {}: its first seq or prev is not that seal's",
+                        expected - 1
+                    ),
+                };
+                return Err(bad(format!(
+                    "its segment is archived, and it does not follow {before}"
+                )));
+            }
+            if seal.last_seq < first_seq || seal.records != seal.last_seq + 1 - first_seq {
+                return Err(bad("its seq range and record count do not agree".into()));
+            }
+            self.summary.last_seq = Some(seal.last_seq);
+            self.summary.last_hash = seal.last_hash;
+            let archived = self.summary.archived.get_or_insert(Archived {
+                segments: 0,
+                last_seq: 0,
+            });
+            archived.segments += 1;
+            archived.last_seq = seal.last_seq;
+        }
+        Ok(())
     }
 
     fn accept(&mut self, path: &Path, line: u64, link: Link) {
