@@ -65,17 +65,11 @@ impl Upstream {
             .authority()
             .cloned()
             .ok_or("upstream url needs a host")?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(opts.connect_timeout));
-        http.set_nodelay(true);
-        // The https connector takes the target's own scheme: http:// stays
-        // plain.
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(client_tls(opts)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = connector(
+            opts.connect_timeout,
+            opts.ca.as_deref(),
+            opts.client_cert.as_ref(),
+        )?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(opts.pool_idle)
             .pool_timer(TokioTimer::new())
@@ -121,13 +115,37 @@ impl Upstream {
     }
 }
 
-fn client_tls(opts: &UpstreamOptions) -> Result<rustls::ClientConfig, String> {
+/// Connects to http:// and https:// targets alike: the upstream, and the
+/// bucket audit segments are archived to. `ca` replaces the system's roots;
+/// `client_cert` is a PEM certificate and key to present.
+pub fn connector(
+    connect_timeout: Duration,
+    ca: Option<&Path>,
+    client_cert: Option<&(PathBuf, PathBuf)>,
+) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // The https connector takes the target's own scheme: http:// stays
+    // plain.
+    http.enforce_http(false);
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config(client_tls(ca, client_cert)?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
+fn client_tls(
+    ca: Option<&Path>,
+    client_cert: Option<&(PathBuf, PathBuf)>,
+) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(|e| e.to_string())?;
-    let builder = match &opts.ca {
+    let builder = match ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in crate::tls::read_certs(ca)? {
@@ -141,7 +159,7 @@ fn client_tls(opts: &UpstreamOptions) -> Result<rustls::ClientConfig, String> {
             .with_native_roots()
             .map_err(|e| format!("system CA certificates: {e}"))?,
     };
-    match &opts.client_cert {
+    match client_cert {
         Some((cert, key)) => builder
             .with_client_auth_cert(crate::tls::read_certs(cert)?, crate::tls::read_key(key)?)
             .map_err(|e| format!("{}: {e}", cert.display())),
