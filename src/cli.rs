@@ -401,6 +401,21 @@ async fn run(cfg: Config) -> Result<(), String> {
     let audit = crate::audit::start(audit_config(&cfg))
         .map_err(|e| format!("audit trail {}: {e}", cfg.audit.dir.display()))?;
     metrics.register_audit(audit.clone());
+    let archiver = match &cfg.audit.archive {
+        Some(a) => {
+            let stats = Arc::new(crate::audit::archive::ArchiveStats::default());
+            metrics.register_archive(stats.clone());
+            tracing::info!(endpoint = %a.endpoint, bucket = %a.bucket, "archiving sealed audit segments");
+            let dir = &cfg.audit.dir;
+            Some(crate::audit::archive::start(
+                a.clone(),
+                dir,
+                &cfg.audit.instance,
+                stats,
+            )?)
+        }
+        None => None,
+    };
     let kept = crate::audit::RuleStore::new(&cfg.audit.dir);
     kept.keep(&sources.rules_dir, &first.rules.version)
         .map_err(|e| format!("keeping rule set {}: {e}", first.rules.version))?;
@@ -572,6 +587,9 @@ async fn run(cfg: Config) -> Result<(), String> {
         let _ = stop_s3.send(());
     };
     tokio::join!(plain, secure, signal);
+    if let Some(archiver) = archiver {
+        archiver.stop().await;
+    }
     gate.settle().await;
     audit.shutdown().await;
     let _ = stop_admin.send(());

@@ -279,6 +279,53 @@ pub struct Audit {
     /// How often a signed checkpoint of the newest record is written while
     /// records come in: what truncation is detected against.
     pub checkpoint_interval: Duration,
+    /// Where sealed segments are shipped, when anywhere.
+    pub archive: Option<Archive>,
+}
+
+/// `[audit.archive]`: an S3 bucket that keeps the sealed segments of a
+/// fleet of gates in one place of record.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    /// Scheme, host and port of the storage.
+    pub endpoint: http::Uri,
+    pub bucket: String,
+    /// Put before `<instance>/<file name>` in every key; empty or without
+    /// slashes at either end.
+    pub prefix: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// Files holding the access key id and the secret key, so that neither
+    /// is written in the config.
+    pub access_key_file: PathBuf,
+    pub secret_key_file: PathBuf,
+    /// Object Lock retention of every object shipped, for a bucket with
+    /// Object Lock; without it the bucket's default retention applies.
+    pub retention: Option<Retention>,
+    /// Delete a segment's data once its upload is confirmed (its seal is
+    /// kept).
+    pub delete_local: bool,
+    /// How often sealed segments are looked for; failures are tried again
+    /// then.
+    pub interval: Duration,
+    /// For an `https://` archive: the PEM CA to trust instead of the
+    /// system's roots.
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Retention {
+    pub mode: LockMode,
+    pub days: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LockMode {
+    /// Nobody can shorten the retention or delete the object before it
+    /// ends, the account's root user included.
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can.
+    Governance,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -492,6 +539,21 @@ struct RawAudit {
     segment_bytes: Option<Spanned<u64>>,
     segment_max_age_s: Option<Spanned<u64>>,
     checkpoint_interval_ms: Option<Spanned<u64>>,
+    archive: Option<RawArchive>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArchive {
+    url: Name,
+    region: Option<Name>,
+    access_key_file: Name,
+    secret_key_file: Name,
+    retention_days: Option<Spanned<u64>>,
+    mode: Option<Name>,
+    delete_local: Option<Spanned<bool>>,
+    interval_s: Option<Spanned<u64>>,
+    ca: Option<Name>,
 }
 
 // ---------------------------------------------------------------------------
@@ -995,6 +1057,7 @@ impl Validator<'_> {
             "audit.checkpoint_interval_ms",
             5000,
         );
+        let archive = raw.archive.as_ref().map(|a| self.archive(a)).transpose();
         keyed?;
         Ok(Audit {
             dir: dir?,
@@ -1010,6 +1073,97 @@ impl Validator<'_> {
             segment_bytes: segment_bytes?,
             segment_max_age: Duration::from_secs(max_age?),
             checkpoint_interval: Duration::from_millis(checkpoint?),
+            archive: archive?,
+        })
+    }
+
+    fn archive(&mut self, raw: &RawArchive) -> Result<Archive, Reported> {
+        let url = self.archive_url(&raw.url);
+        let region = match &raw.region {
+            Some(r) if r.get_ref().trim().is_empty() => {
+                Err(self.error(r, "audit.archive.region is empty"))
+            }
+            Some(r) => Ok(r.get_ref().clone()),
+            None => Ok("us-east-1".to_owned()),
+        };
+        let access_key_file = self.path(&raw.access_key_file, "audit.archive.access_key_file");
+        let secret_key_file = self.path(&raw.secret_key_file, "audit.archive.secret_key_file");
+        let mode = self.choice(
+            raw.mode.as_ref(),
+            "audit.archive.mode",
+            &[
+                ("compliance", LockMode::Compliance),
+                ("governance", LockMode::Governance),
+            ],
+        );
+        // A century: far beyond any retention rule, and a date S3 takes.
+        let days = self.within(
+            raw.retention_days.as_ref(),
+            "audit.archive.retention_days",
+            1,
+            1,
+            36_500,
+        );
+        // A mode alone would be silently ignored: retention needs an end.
+        let locked = match (&raw.retention_days, &raw.mode) {
+            (None, Some(m)) => Err(self.error(
+                m,
+                "audit.archive.mode needs audit.archive.retention_days, how long each object is locked",
+            )),
+            (days, _) => Ok(days.is_some()),
+        };
+        let interval = self.positive(raw.interval_s.as_ref(), "audit.archive.interval_s", 60);
+        let ca = match (&raw.ca, &url) {
+            (Some(ca), Ok((endpoint, ..))) if endpoint.scheme_str() != Some("https") => {
+                Err(self.error(ca, "audit.archive.ca is for an https:// archive only"))
+            }
+            (ca, _) => ca
+                .as_ref()
+                .map(|p| self.path(p, "audit.archive.ca"))
+                .transpose(),
+        };
+        let (endpoint, bucket, prefix) = url?;
+        let (mode, days) = (mode?, days?);
+        Ok(Archive {
+            endpoint,
+            bucket,
+            prefix,
+            region: region?,
+            access_key_file: access_key_file?,
+            secret_key_file: secret_key_file?,
+            retention: locked?.then_some(Retention { mode, days }),
+            delete_local: raw.delete_local.as_ref().is_none_or(|d| *d.get_ref()),
+            interval: Duration::from_secs(interval?),
+            ca: ca?,
+        })
+    }
+
+    /// `http(s)://host:port/bucket[/prefix]`: path-style, so that any
+    /// S3-compatible storage takes it.
+    fn archive_url(&mut self, url: &Name) -> Result<(http::Uri, String, String), Reported> {
+        let text = url.get_ref();
+        let parsed = text.parse::<http::Uri>().ok().filter(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some()
+                && u.query().is_none()
+        });
+        let found = parsed.and_then(|u| {
+            let path = u.path().trim_matches('/');
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            let endpoint = http::Uri::builder()
+                .scheme(u.scheme_str()?)
+                .authority(u.authority()?.as_str())
+                .path_and_query("/")
+                .build()
+                .ok()?;
+            let prefix = prefix.trim_matches('/').to_owned();
+            (!bucket.is_empty()).then(|| (endpoint, bucket.to_owned(), prefix))
+        });
+        found.ok_or_else(|| {
+            let message = format!(
+                "invalid audit.archive.url {text:?}: expected \"http://host:port/bucket\" or \"https://host:port/bucket/prefix\""
+            );
+            self.error(url, message)
         })
     }
 

@@ -8,10 +8,12 @@ use prometheus::{
 };
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
+use crate::audit::archive::ArchiveStats;
 use crate::audit::{AuditHandle, WRITE_LATENCY_BOUNDS};
 use crate::policy::{Reason, Verdict};
 use crate::s3::Direction;
@@ -189,8 +191,18 @@ impl Metrics {
 
     /// Exposes the audit writer's counters, read at scrape time.
     pub fn register_audit(&self, audit: AuditHandle) {
+        self.register(Scalars::new(audit.clone(), &AUDIT_SERIES));
+        self.register(WriteSeconds::new(audit));
+    }
+
+    /// Exposes the audit archiver's counters, read at scrape time.
+    pub fn register_archive(&self, stats: Arc<ArchiveStats>) {
+        self.register(Scalars::new(stats, &ARCHIVE_SERIES));
+    }
+
+    fn register(&self, collector: impl Collector + 'static) {
         self.registry
-            .register(Box::new(AuditCollector::new(audit)))
+            .register(Box::new(collector))
             .expect("unique metric names");
     }
 
@@ -209,16 +221,11 @@ impl Default for Metrics {
     }
 }
 
-/// The audit writer keeps plain atomics (it must not depend on Prometheus);
-/// this turns them into metric families when scraped.
-struct AuditCollector {
-    audit: AuditHandle,
-    descs: Vec<Desc>,
-}
+/// A metric whose value is read from plain atomics when scraped: the audit
+/// writer and archiver keep those, as they must not depend on Prometheus.
+type Series<T> = (&'static str, &'static str, MetricType, fn(&T) -> f64);
 
-type Read = fn(&AuditHandle) -> f64;
-
-const AUDIT_SERIES: [(&str, &str, MetricType, Read); 11] = [
+const AUDIT_SERIES: [Series<AuditHandle>; 11] = [
     (
         "gatekeeper_audit_records_total",
         "Audit records written.",
@@ -287,25 +294,104 @@ const AUDIT_SERIES: [(&str, &str, MetricType, Read); 11] = [
     ),
 ];
 
+const ARCHIVE_SERIES: [Series<Arc<ArchiveStats>>; 3] = [
+    (
+        "gatekeeper_audit_archived_segments_total",
+        "Sealed audit segments confirmed in the archive bucket with their seals.",
+        MetricType::COUNTER,
+        |s| s.segments_total.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_archived_bytes_total",
+        "Bytes of audit segments and seals uploaded to the archive bucket.",
+        MetricType::COUNTER,
+        |s| s.bytes_total.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_archive_errors_total",
+        "Audit archive rounds that failed (tried again the next round).",
+        MetricType::COUNTER,
+        |s| s.errors_total.load(Relaxed) as f64,
+    ),
+];
+
 const WRITE_SECONDS: (&str, &str) = (
     "gatekeeper_audit_write_seconds",
     "Time from the start of an audit batch write to its answer, fsync included.",
 );
 
-impl AuditCollector {
-    fn new(audit: AuditHandle) -> AuditCollector {
-        let descs = AUDIT_SERIES
+fn desc((name, help): (&str, &str)) -> Desc {
+    Desc::new(name.into(), help.into(), vec![], Default::default()).expect("desc")
+}
+
+/// Counters and gauges of one source, without labels.
+struct Scalars<T: 'static> {
+    source: T,
+    series: &'static [Series<T>],
+    descs: Vec<Desc>,
+}
+
+impl<T> Scalars<T> {
+    fn new(source: T, series: &'static [Series<T>]) -> Scalars<T> {
+        let descs = series
             .iter()
-            .map(|(name, help, ..)| (*name, *help))
-            .chain([WRITE_SECONDS])
-            .map(|(name, help)| {
-                Desc::new(name.into(), help.into(), vec![], Default::default()).expect("desc")
-            })
+            .map(|(name, help, ..)| desc((name, help)))
             .collect();
-        AuditCollector { audit, descs }
+        Scalars {
+            source,
+            series,
+            descs,
+        }
+    }
+}
+
+impl<T: Send + Sync> Collector for Scalars<T> {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
     }
 
-    fn write_seconds(&self) -> MetricFamily {
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.series
+            .iter()
+            .map(|&(name, help, kind, read)| {
+                let value = read(&self.source);
+                let mut m = prometheus::proto::Metric::default();
+                if kind == MetricType::COUNTER {
+                    let mut c = prometheus::proto::Counter::default();
+                    c.set_value(value);
+                    m.set_counter(c);
+                } else {
+                    let mut g = prometheus::proto::Gauge::default();
+                    g.set_value(value);
+                    m.set_gauge(g);
+                }
+                family((name, help), kind, m)
+            })
+            .collect()
+    }
+}
+
+/// The audit writer's latency histogram.
+struct WriteSeconds {
+    audit: AuditHandle,
+    desc: Desc,
+}
+
+impl WriteSeconds {
+    fn new(audit: AuditHandle) -> WriteSeconds {
+        WriteSeconds {
+            audit,
+            desc: desc(WRITE_SECONDS),
+        }
+    }
+}
+
+impl Collector for WriteSeconds {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
         let stats = self.audit.stats();
         let cumulative = stats.write_latency.cumulative();
         let mut h = prometheus::proto::Histogram::default();
@@ -325,7 +411,7 @@ impl AuditCollector {
         );
         let mut m = prometheus::proto::Metric::default();
         m.set_histogram(h);
-        family(WRITE_SECONDS, MetricType::HISTOGRAM, m)
+        vec![family(WRITE_SECONDS, MetricType::HISTOGRAM, m)]
     }
 }
 
@@ -340,33 +426,6 @@ fn family(
     f.set_field_type(kind);
     f.mut_metric().push(m);
     f
-}
-
-impl Collector for AuditCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        AUDIT_SERIES
-            .iter()
-            .map(|&(name, help, kind, read)| {
-                let value = read(&self.audit);
-                let mut m = prometheus::proto::Metric::default();
-                if kind == MetricType::COUNTER {
-                    let mut c = prometheus::proto::Counter::default();
-                    c.set_value(value);
-                    m.set_counter(c);
-                } else {
-                    let mut g = prometheus::proto::Gauge::default();
-                    g.set_value(value);
-                    m.set_gauge(g);
-                }
-                family((name, help), kind, m)
-            })
-            .chain([self.write_seconds()])
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,10 @@
 //! checked where they are kept: `verify` on a directory that holds them
 //! and their seals from seq 1.
 //!
+//! [`archive`] ships sealed segments with their seals to an S3 bucket,
+//! under Object Lock where the bucket has it, and deletes the data of
+//! those [`archivable`] lists once their uploads are confirmed.
+//!
 //! # Reading
 //!
 //! [`query`] selects records, [`replay`] re-decides them under other rules,
@@ -120,6 +124,7 @@
 //! the still open segment, appends a `recovery` record that says what it
 //! cut, and goes on in that segment.
 
+pub mod archive;
 pub mod chain;
 pub mod cli;
 pub mod keys;

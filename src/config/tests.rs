@@ -329,7 +329,7 @@ fn unreadable_file() {
 fn unknown_key() {
     assert_eq!(
         errors("[audit]\nfsynk = \"always\"\n"),
-        ["gk.toml:7:1: error: unknown field `fsynk`, expected one of `dir`, `fsync`, `batch_ms`, `on_failure`, `signing_key`, `client_ip`, `key_hash`, `hash_key`, `instance`, `queue`, `segment_bytes`, `segment_max_age_s`, `checkpoint_interval_ms`"]
+        ["gk.toml:7:1: error: unknown field `fsynk`, expected one of `dir`, `fsync`, `batch_ms`, `on_failure`, `signing_key`, `client_ip`, `key_hash`, `hash_key`, `instance`, `queue`, `segment_bytes`, `segment_max_age_s`, `checkpoint_interval_ms`, `archive`"]
     );
 }
 
@@ -629,5 +629,108 @@ fn upstream_tls_settings_belong_to_an_https_upstream_and_go_in_pairs() {
     assert_eq!(
         errors_of("region = \"bj\"\n[upstream]\nurl = \"https://s3:9000\"\nclient_key = \"k.pem\"\n[geoip]\ndatabase = \"g\"\n"),
         ["gk.toml:4:14: error: upstream.client_cert and upstream.client_key go together"]
+    );
+}
+
+const ARCHIVE: &str = "[audit.archive]\nurl = \"http://127.0.0.1:9000/audit-bucket/fleet/eu\"\naccess_key_file = \"archive.ak\"\nsecret_key_file = \"archive.sk\"\n";
+
+#[test]
+fn archive_defaults_and_every_key() {
+    assert!(config(MINIMAL).audit.archive.is_none());
+    let a = config(&format!("{MINIMAL}{ARCHIVE}"))
+        .audit
+        .archive
+        .unwrap();
+    assert_eq!(
+        a.endpoint,
+        "http://127.0.0.1:9000/".parse::<http::Uri>().unwrap()
+    );
+    assert_eq!(a.bucket, "audit-bucket");
+    assert_eq!(a.prefix, "fleet/eu");
+    assert_eq!(a.region, "us-east-1");
+    assert_eq!(a.access_key_file, Path::new("/etc/gk/archive.ak"));
+    assert_eq!(a.secret_key_file, Path::new("/etc/gk/archive.sk"));
+    assert_eq!(a.retention, None);
+    assert!(a.delete_local);
+    assert_eq!(a.interval, Duration::from_secs(60));
+    assert_eq!(a.ca, None);
+
+    let a = config(&format!(
+        "{MINIMAL}[audit.archive]\nurl = \"https://s3.internal/audit/\"\nregion = \"eu-central-1\"\n\
+         access_key_file = \"ak\"\nsecret_key_file = \"sk\"\nretention_days = 400\nmode = \"governance\"\n\
+         delete_local = false\ninterval_s = 5\nca = \"ca.pem\"\n"
+    ))
+    .audit
+    .archive
+    .unwrap();
+    assert_eq!(
+        a.endpoint,
+        "https://s3.internal/".parse::<http::Uri>().unwrap()
+    );
+    assert_eq!(a.bucket, "audit");
+    assert_eq!(a.prefix, "");
+    assert_eq!(a.region, "eu-central-1");
+    assert_eq!(
+        a.retention,
+        Some(Retention {
+            mode: LockMode::Governance,
+            days: 400
+        })
+    );
+    assert!(!a.delete_local);
+    assert_eq!(a.interval, Duration::from_secs(5));
+    assert_eq!(a.ca.as_deref(), Some(Path::new("/etc/gk/ca.pem")));
+
+    let a = config(&format!("{MINIMAL}{ARCHIVE}retention_days = 30\n"))
+        .audit
+        .archive
+        .unwrap();
+    assert_eq!(
+        a.retention,
+        Some(Retention {
+            mode: LockMode::Compliance,
+            days: 30
+        })
+    );
+}
+
+#[test]
+fn archive_errors_point_at_their_values() {
+    // MINIMAL is 5 lines: [audit.archive] is line 6, url line 7.
+    let bad_url = |url: &str| {
+        format!("gk.toml:7:7: error: invalid audit.archive.url \"{url}\": expected \"http://host:port/bucket\" or \"https://host:port/bucket/prefix\"")
+    };
+    for url in [
+        "http://127.0.0.1:9000",
+        "http://127.0.0.1:9000/",
+        "ftp://h/b",
+        "h:9000/b",
+        "http://h/b?x=1",
+    ] {
+        let text = format!("{MINIMAL}{ARCHIVE}")
+            .replace("http://127.0.0.1:9000/audit-bucket/fleet/eu", url);
+        assert_eq!(errors_of(&text), [bad_url(url)], "{url}");
+    }
+    assert_eq!(
+        errors(&format!("{ARCHIVE}mode = \"compliance\"\n")),
+        ["gk.toml:10:8: error: audit.archive.mode needs audit.archive.retention_days, how long each object is locked"]
+    );
+    assert_eq!(
+        errors(&format!("{ARCHIVE}retention_days = 0\ninterval_s = 0\nmode = \"legal\"\nca = \"ca.pem\"\nregion = \" \"\nsecret = \"x\"\n")),
+        ["gk.toml:15:1: error: unknown field `secret`, expected one of `url`, `region`, `access_key_file`, `secret_key_file`, `retention_days`, `mode`, `delete_local`, `interval_s`, `ca`"]
+    );
+    assert_eq!(
+        errors(&format!("{ARCHIVE}retention_days = 0\ninterval_s = 0\nmode = \"legal\"\nca = \"ca.pem\"\nregion = \" \"\n")),
+        [
+            "gk.toml:10:18: error: audit.archive.retention_days must be from 1 to 36500",
+            "gk.toml:11:14: error: audit.archive.interval_s must be greater than 0",
+            "gk.toml:12:8: error: invalid audit.archive.mode \"legal\": expected one of \"compliance\", \"governance\"",
+            "gk.toml:13:6: error: audit.archive.ca is for an https:// archive only",
+            "gk.toml:14:10: error: audit.archive.region is empty",
+        ]
+    );
+    assert_eq!(
+        errors("[audit.archive]\nurl = \"http://h/b\"\n"),
+        ["gk.toml:6:1: error: missing field `access_key_file`"]
     );
 }
