@@ -286,26 +286,7 @@ instance = "test-gate"
     /// Runs boto3 with the test prelude and `script`; returns what the
     /// script printed as JSON.
     pub fn boto(&self, script: &str) -> serde_json::Value {
-        let prelude = include_str!("../client/prelude.py");
-        let output = Command::new("python3")
-            .arg("-c")
-            .arg(format!("{prelude}\n{script}"))
-            .env("GK_ENDPOINT", self.endpoint())
-            .env("GK_ACCESS_KEY", ACCESS_KEY)
-            .env("GK_SECRET_KEY", SECRET_KEY)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .output()
-            .expect("python3 runs");
-        assert!(
-            output.status.success(),
-            "boto3 script failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        serde_json::from_str(stdout.trim().lines().last().unwrap_or("null"))
-            .unwrap_or_else(|e| panic!("bad JSON from script ({e}): {stdout}"))
+        boto_at(&self.endpoint(), script)
     }
 
     /// Every audit record written so far, oldest first.
@@ -363,6 +344,31 @@ impl Drop for Gate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs boto3 against `endpoint` (the gate, or storage directly) with the
+/// test prelude and `script`; returns what the script printed as JSON.
+pub fn boto_at(endpoint: &str, script: &str) -> serde_json::Value {
+    let prelude = include_str!("../client/prelude.py");
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{prelude}\n{script}"))
+        .env("GK_ENDPOINT", endpoint)
+        .env("GK_ACCESS_KEY", ACCESS_KEY)
+        .env("GK_SECRET_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "boto3 script failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or("null"))
+        .unwrap_or_else(|e| panic!("bad JSON from script ({e}): {stdout}"))
 }
 
 /// One raw HTTP/1.1 exchange: what is on the wire is exactly what the test
