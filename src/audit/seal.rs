@@ -109,7 +109,8 @@ pub fn archivable(dir: &Path) -> io::Result<Vec<SealedSegment>> {
         }
     }
     let mut found = Vec::new();
-    for pair in segments[..tip].iter().zip(&segments[1..]) {
+    // `skip(1)`: an empty log has no `segments[1..]`.
+    for pair in segments[..tip].iter().zip(segments.iter().skip(1)) {
         let ((first_seq, segment), (next_seq, _)) = pair;
         let seal = seal_path(segment);
         let Ok(Signed {

@@ -734,6 +734,8 @@ async fn sealed_segments(dir: &Path, archived: usize) -> Vec<(u64, PathBuf)> {
 #[tokio::test]
 async fn archivable_lists_the_sealed_segments_before_the_newest_with_records() {
     let dir = tempfile::tempdir().unwrap();
+    // A gate's first look, before any record.
+    assert_eq!(archivable(dir.path()).unwrap(), []);
     let segments = sealed_segments(dir.path(), 0).await;
     let listed = archivable(dir.path()).unwrap();
     let want: Vec<SealedSegment> = segments
