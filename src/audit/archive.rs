@@ -6,9 +6,11 @@
 //! when the bucket has Object Lock. An upload counts once a `HEAD` of the
 //! object shows its size and its ETag (the MD5 both S3 and the stores the
 //! tests run compute for a single-part upload) equal to the local file's.
-//! Only then, and only once both the segment and its seal are confirmed, is
-//! the segment's data deleted; the seal stays, as the local record of what
-//! was there. A segment already in the bucket with the same contents is
+//! Only then, once both the segment and its seal are confirmed, is the
+//! segment's data deleted, and only if [`archivable`](super::archivable)
+//! lists it (never the newest segment with records, which the writer
+//! resumes from); the seal stays, and `verify` reads it in the segment's
+//! place. A segment already in the bucket with the same contents is
 //! not sent again, so a restart repeats nothing. Anything that fails ends
 //! the round, is counted, and is tried again the next one: nothing is
 //! deleted on doubt.
@@ -17,7 +19,7 @@
 //! from disk in a first pass; the body is then streamed from disk, so a
 //! segment is never held in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -195,10 +197,13 @@ impl Shipper {
             None => *self.lock.insert(self.object_lock().await?),
         };
         let dir = self.dir.clone();
-        let (sealed, resume_from) = tokio::task::spawn_blocking(move || sealed_segments(&dir))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("listing {}: {e}", self.dir.display()))?;
+        let (sealed, archivable) = tokio::task::spawn_blocking(move || {
+            io::Result::Ok((sealed_segments(&dir)?, super::archivable(&dir)?))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("listing {}: {e}", self.dir.display()))?;
+        let deletable: HashSet<u64> = archivable.iter().map(|s| s.first_seq).collect();
         for seg in sealed {
             let earlier = self.shipped.get(&seg.first_seq).cloned();
             let contents = match &earlier {
@@ -212,7 +217,7 @@ impl Shipper {
                     contents
                 }
             };
-            if !self.settings.delete_local || seg.first_seq >= resume_from {
+            if !self.settings.delete_local || !deletable.contains(&seg.first_seq) {
                 continue;
             }
             // Confirmed rounds ago: what if it was removed from the bucket since?
@@ -497,23 +502,11 @@ struct Sealed {
     seal: PathBuf,
 }
 
-/// The sealed segments in `dir` whose data is still there, oldest first,
-/// and the first seq of the newest segment that holds records: the writer
-/// resumes the chain from that one after a restart, so it and any after it
-/// are never deleted.
-///
-/// The one place that decides what may be archived: `audit::verify` is to
-/// offer the same listing, and this then calls it.
-fn sealed_segments(dir: &Path) -> io::Result<(Vec<Sealed>, u64)> {
-    let segments = chain::segments(dir)?;
-    let mut resume_from = 0;
-    for (seq, path) in segments.iter().rev() {
-        if std::fs::metadata(path)?.len() > 0 {
-            resume_from = *seq;
-            break;
-        }
-    }
-    let sealed = segments
+/// The sealed segments in `dir` whose data is still there, oldest first:
+/// all are shipped, the newest too, though only those
+/// [`archivable`](super::archivable) lists may then be deleted.
+fn sealed_segments(dir: &Path) -> io::Result<Vec<Sealed>> {
+    Ok(chain::segments(dir)?
         .into_iter()
         .filter_map(|(first_seq, segment)| {
             let seal = seal::seal_path(&segment);
@@ -523,8 +516,7 @@ fn sealed_segments(dir: &Path) -> io::Result<(Vec<Sealed>, u64)> {
                 seal,
             })
         })
-        .collect();
-    Ok((sealed, resume_from))
+        .collect())
 }
 
 /// What SigV4 leaves unencoded in a path: RFC 3986 unreserved characters,
@@ -684,27 +676,25 @@ mod tests {
         assert_eq!(s3_code(b""), None);
     }
 
-    /// Only sealed segments are listed, and the newest segment with records
-    /// is the one the writer resumes from.
+    /// Every sealed segment still here is listed, the newest too.
     #[test]
-    fn lists_sealed_segments_and_where_the_writer_resumes() {
+    fn lists_the_sealed_segments_still_here() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
         write(&chain::segment_name(1), "a\n");
         write("segment-00000000000000000001.seal.json", "{}\n");
         write(&chain::segment_name(3), "b\n");
         write("segment-00000000000000000003.seal.json", "{}\n");
-        write(&chain::segment_name(5), "");
+        write(&chain::segment_name(5), "c\n");
         // A seal whose segment is gone (archived before) is not listed.
         write("segment-00000000000000000000.seal.json", "{}\n");
-        let (sealed, resume_from) = sealed_segments(dir.path()).unwrap();
+        let sealed = sealed_segments(dir.path()).unwrap();
         let seqs: Vec<u64> = sealed.iter().map(|s| s.first_seq).collect();
         assert_eq!(seqs, [1, 3]);
         assert_eq!(
             sealed[1].seal,
             dir.path().join("segment-00000000000000000003.seal.json")
         );
-        assert_eq!(resume_from, 3);
     }
 
     #[test]
