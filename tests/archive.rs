@@ -382,3 +382,41 @@ fn an_archive_that_is_down_deletes_nothing_and_is_tried_again() {
         }
     }
 }
+
+#[test]
+fn an_https_archive_is_trusted_through_its_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    common::certs_dev(certs.path(), &[]);
+    let c = certs.path();
+    let archive = Upstream::start_https(&c.join("server.pem"), &c.join("server-key.pem"));
+    // s3s-fs keeps a bucket as a directory.
+    std::fs::create_dir(archive.dir.path().join("audit-tls")).unwrap();
+    let upstream = Upstream::start();
+    let url = format!("https://127.0.0.1:{}/audit-tls", archive.addr.port());
+
+    // The system's roots do not know the dev CA: every round fails.
+    let gate = Gate::spawn(gate_dir(&upstream, &url, ""));
+    traffic(&gate);
+    wait_for("a failed round", || gate.metric(ERRORS) >= 1.0);
+    assert_eq!(gate.metric(ARCHIVED), 0.0);
+
+    let dir = stop(gate);
+    common::add_to_section(
+        &dir,
+        "audit.archive",
+        &format!("ca = \"{}\"", c.join("ca.pem").display()),
+    );
+    let gate = Gate::spawn(dir);
+    let seals = wait_archived(&gate, 3);
+    let stored = archive
+        .dir
+        .path()
+        .join("audit-tls")
+        .join(PREFIX)
+        .join("test-gate");
+    for seal in &seals {
+        let local = std::fs::read(audit_dir(&gate).join(seal)).unwrap();
+        assert!(std::fs::read(stored.join(seal)).unwrap() == local, "{seal}");
+        assert!(stored.join(seal.replace(".seal.json", ".jsonl")).exists());
+    }
+}

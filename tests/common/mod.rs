@@ -401,6 +401,26 @@ impl Upstream {
         })
     }
 
+    /// Over TLS with `cert`/`key`, asking no client certificate.
+    pub fn start_https(cert: &Path, key: &Path) -> Upstream {
+        use rustls_pki_types::pem::PemObject;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            pem_certs(cert),
+            rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+        )
+        .unwrap();
+        Upstream::start_with(StoreOptions {
+            tls: Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
+            ..StoreOptions::default()
+        })
+    }
+
     /// Over TLS with `cert`/`key`, requiring a client certificate from `ca`.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Upstream {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
