@@ -697,6 +697,26 @@ mod tests {
         );
     }
 
+    /// A segment of up to 64 MiB is never held whole: the body is read
+    /// from disk a chunk at a time as it is sent.
+    #[tokio::test]
+    async fn a_body_is_streamed_from_disk_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(CHUNK * 3 + 5)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut body = file_body(tokio::fs::File::open(&path).await.unwrap());
+        let (mut sent, mut frames) = (Vec::new(), 0);
+        while let Some(frame) = body.frame().await {
+            let chunk = frame.unwrap().into_data().unwrap();
+            assert!(chunk.len() <= CHUNK);
+            sent.extend_from_slice(&chunk);
+            frames += 1;
+        }
+        assert!(sent == data);
+        assert!(frames >= 4, "{frames} frames");
+    }
+
     #[test]
     fn contents_are_hashed_in_one_pass() {
         let dir = tempfile::tempdir().unwrap();
