@@ -403,42 +403,37 @@ impl Upstream {
 
     /// Over TLS with `cert`/`key`, asking no client certificate.
     pub fn start_https(cert: &Path, key: &Path) -> Upstream {
-        use rustls_pki_types::pem::PemObject;
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            pem_certs(cert),
-            rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
-        )
-        .unwrap();
-        Upstream::start_with(StoreOptions {
-            tls: Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
-            ..StoreOptions::default()
-        })
+        Upstream::start_tls_with(cert, key, None)
     }
 
     /// Over TLS with `cert`/`key`, requiring a client certificate from `ca`.
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Upstream {
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for c in pem_certs(ca) {
-            roots.add(c).unwrap();
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.into(),
-            provider.clone(),
-        )
-        .build()
-        .unwrap();
+        Upstream::start_tls_with(cert, key, Some(ca))
+    }
+
+    fn start_tls_with(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Upstream {
         use rustls_pki_types::pem::PemObject;
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in pem_certs(ca) {
+                    roots.add(c).unwrap();
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.into(),
+                    provider,
+                )
+                .build()
+                .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let config = builder
             .with_single_cert(
                 pem_certs(cert),
                 rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
