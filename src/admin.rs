@@ -3,11 +3,12 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -21,7 +22,7 @@ use crate::audit::AuditHandle;
 use crate::explain;
 use crate::metrics::Metrics;
 use crate::proxy::server::EdgeMetrics;
-use crate::reload::Reloader;
+use crate::reload::{fingerprint, Fingerprint, Reloader};
 
 pub struct Admin {
     pub metrics: Arc<Metrics>,
@@ -32,7 +33,7 @@ pub struct Admin {
     /// balancers stop sending before the listeners close.
     pub draining: Arc<AtomicBool>,
     /// Required by `POST` endpoints and `/v1/explain` when set.
-    pub token: Option<Token>,
+    pub token: Option<Arc<TokenFile>>,
     /// `limits.max_explain_body_bytes`.
     pub max_explain_body: usize,
     /// `limits.header_timeout`: the admin listener may be off loopback.
@@ -43,17 +44,71 @@ pub struct Admin {
 /// so that a presented token is checked by comparing tags in constant time
 /// (`verify_slice`): neither the token's bytes nor its length show in how
 /// long a wrong guess takes.
-pub struct Token {
+struct Token {
     key: [u8; 32],
     tag: Vec<u8>,
 }
 
 type Mac = hmac::Hmac<sha2::Sha256>;
 
+/// `admin.token_file` and the token in force. A rotated token is taken up
+/// once the file has stayed the same for one look, so that a half-written
+/// file is not read; a file that is missing, empty or unreadable then keeps
+/// the token in force, because an admin listener without a token would be
+/// open to anyone who reaches it.
+pub struct TokenFile {
+    path: PathBuf,
+    current: ArcSwap<Token>,
+    looks: Mutex<Looks>,
+}
+
+struct Looks {
+    /// The file as it was when last read (whether or not the read worked).
+    read: Fingerprint,
+    /// A change seen at the last look, read if the next look sees it again.
+    pending: Option<Fingerprint>,
+}
+
+impl TokenFile {
+    pub fn load(path: &Path) -> Result<TokenFile, String> {
+        let read = fingerprint([path.to_path_buf()]);
+        Ok(TokenFile {
+            current: ArcSwap::from_pointee(Token::load(path)?),
+            path: path.to_path_buf(),
+            looks: Mutex::new(Looks {
+                read,
+                pending: None,
+            }),
+        })
+    }
+
+    /// Called on a timer: reads the file again once a change has settled.
+    /// `None` when there was nothing to read.
+    pub fn reload_if_changed(&self) -> Option<Result<(), String>> {
+        let now = fingerprint([self.path.clone()]);
+        let mut looks = self.looks.lock().unwrap_or_else(PoisonError::into_inner);
+        if now == looks.read {
+            looks.pending = None;
+            return None;
+        }
+        if looks.pending.as_ref() != Some(&now) {
+            looks.pending = Some(now);
+            return None;
+        }
+        looks.pending = None;
+        looks.read = now;
+        Some(Token::load(&self.path).map(|t| self.current.store(Arc::new(t))))
+    }
+
+    fn admits(&self, headers: &http::HeaderMap) -> bool {
+        self.current.load().admits(headers)
+    }
+}
+
 impl Token {
     /// Reads the token from `admin.token_file`: its first line, without
     /// surrounding whitespace.
-    pub fn load(path: &Path) -> Result<Token, String> {
+    fn load(path: &Path) -> Result<Token, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("admin.token_file {}: {e}", path.display()))?;
         let token = text.lines().next().unwrap_or_default().trim();

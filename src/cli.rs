@@ -356,25 +356,28 @@ fn serve(path: &Path) -> ExitCode {
     }
 }
 
-/// Reloads the TLS certificates when their files change; a bad new file
-/// is logged and the configuration in force kept.
-async fn watch_tls(tls: Arc<crate::tls::Tls>, metrics: Arc<crate::metrics::Metrics>) {
+/// Polls a watched file once a second until the process ends: `check`
+/// reloads it if it changed (`None` if not); a failed reload keeps what is
+/// in force, and is logged and counted.
+async fn watch_file<F>(what: &'static str, check: F, reloads: prometheus::IntCounterVec)
+where
+    F: Fn() -> Option<Result<(), String>> + Clone + Send + 'static,
+{
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let t = tls.clone();
-        let result = match tokio::task::spawn_blocking(move || t.reload_if_changed()).await {
+        let result = match tokio::task::spawn_blocking(check.clone()).await {
             Ok(Some(Ok(()))) => {
-                tracing::info!("TLS certificates reloaded");
+                tracing::info!("{what} reloaded");
                 "ok"
             }
             Ok(Some(Err(e))) => {
-                tracing::error!(error = %e, "TLS reload failed; keeping the certificates in force");
+                tracing::error!(error = %e, "{what} reload failed; keeping the one in force");
                 "error"
             }
             _ => continue,
         };
-        metrics.tls_reloads.with_label_values(&[result]).inc();
+        reloads.with_label_values(&[result]).inc();
     }
 }
 
@@ -472,7 +475,12 @@ async fn run(cfg: Config) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(t.addr)
                 .await
                 .map_err(|e| format!("listen {}: {e}", t.addr))?;
-            tokio::spawn(watch_tls(config.clone(), metrics.clone()));
+            let watched = config.clone();
+            tokio::spawn(watch_file(
+                "TLS certificates",
+                move || watched.reload_if_changed(),
+                metrics.tls_reloads.clone(),
+            ));
             Some((listener, config))
         }
         None => None,
@@ -515,6 +523,19 @@ async fn run(cfg: Config) -> Result<(), String> {
         drain_timeout: cfg.shutdown.drain_timeout,
         metrics: edge_metrics.clone(),
     });
+    let token = match &cfg.admin.token_file {
+        Some(path) => {
+            let token = Arc::new(crate::admin::TokenFile::load(path)?);
+            let watched = token.clone();
+            tokio::spawn(watch_file(
+                "admin token",
+                move || watched.reload_if_changed(),
+                metrics.admin_token_reloads.clone(),
+            ));
+            Some(token)
+        }
+        None => None,
+    };
     let draining = Arc::new(AtomicBool::new(false));
     let admin = Arc::new(crate::admin::Admin {
         metrics,
@@ -522,12 +543,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         reloader: reloader.clone(),
         audit: audit.clone(),
         draining: draining.clone(),
-        token: cfg
-            .admin
-            .token_file
-            .as_deref()
-            .map(crate::admin::Token::load)
-            .transpose()?,
+        token,
         max_explain_body: cfg.limits.max_explain_body_bytes,
         header_timeout: cfg.limits.header_timeout,
     });

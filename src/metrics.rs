@@ -32,8 +32,19 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub rules_reloads: IntCounterVec,
     pub tls_reloads: IntCounterVec,
+    pub admin_token_reloads: IntCounterVec,
     pub rules_info: IntGaugeVec,
     pub refused: IntCounterVec,
+}
+
+/// Reloads of a watched file by `result`, both series exported from the
+/// start so that a scrape can tell "no failure" from "no series".
+fn file_reloads(name: &str, help: &str) -> IntCounterVec {
+    let reloads = IntCounterVec::new(Opts::new(name, help), &["result"]).expect("metric");
+    for result in ["ok", "error"] {
+        reloads.with_label_values(&[result]);
+    }
+    reloads
 }
 
 fn direction_index(d: Direction) -> usize {
@@ -116,19 +127,14 @@ impl Metrics {
             &["result"],
         )
         .expect("metric");
-        let tls_reloads = IntCounterVec::new(
-            Opts::new(
-                "gatekeeper_tls_reloads_total",
-                "TLS certificate reloads after a file changed, by result.",
-            ),
-            &["result"],
-        )
-        .expect("metric");
-        // Exported from the start, so a scrape can tell "no failure" from
-        // "no series".
-        for result in ["ok", "error"] {
-            tls_reloads.with_label_values(&[result]);
-        }
+        let tls_reloads = file_reloads(
+            "gatekeeper_tls_reloads_total",
+            "TLS certificate reloads after a file changed, by result.",
+        );
+        let admin_token_reloads = file_reloads(
+            "gatekeeper_admin_token_reloads_total",
+            "Admin token reloads after admin.token_file changed, by result.",
+        );
         let rules_info = IntGaugeVec::new(
             Opts::new(
                 "gatekeeper_rules_info",
@@ -154,6 +160,7 @@ impl Metrics {
             Box::new(upstream_errors.clone()),
             Box::new(rules_reloads.clone()),
             Box::new(tls_reloads.clone()),
+            Box::new(admin_token_reloads.clone()),
             Box::new(rules_info.clone()),
             Box::new(refused.clone()),
         ] {
@@ -169,6 +176,7 @@ impl Metrics {
             upstream_errors,
             rules_reloads,
             tls_reloads,
+            admin_token_reloads,
             rules_info,
             refused,
         }

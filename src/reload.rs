@@ -28,7 +28,7 @@ pub struct Sources {
 
 /// Identity of the files a snapshot was built from: a change in any name,
 /// size or modification time is a change.
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 struct State {
     last_error: Option<Vec<String>>,
@@ -65,7 +65,7 @@ fn build(sources: &Sources, geoip: Arc<GeoIp>) -> Result<(Snapshot, Vec<Diagnost
     Ok((snap, compiled.warnings))
 }
 
-fn fingerprint(paths: impl IntoIterator<Item = PathBuf>) -> Fingerprint {
+pub(crate) fn fingerprint(paths: impl IntoIterator<Item = PathBuf>) -> Fingerprint {
     let mut out: Fingerprint = paths
         .into_iter()
         .map(|p| {

@@ -413,6 +413,30 @@ fn a_slowloris_client_is_cut_off_while_others_are_served() {
     );
 }
 
+/// `POST path` on the admin listener with an explain body, and
+/// `Authorization: auth` if given.
+fn admin_post(gate: &Gate, path: &str, auth: Option<&str>) -> (u16, String) {
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let body =
+        r#"{"method": "GET", "url": "http://127.0.0.1/acme-data/k", "client_ip": "81.2.69.142"}"#;
+    http_raw(
+        gate.admin,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Waits for `done` to hold, for as long as a busy machine may need.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_admin_token_guards_post_endpoints_and_explain() {
     let upstream = Upstream::start();
@@ -423,17 +447,7 @@ fn the_admin_token_guards_post_endpoints_and_explain() {
     );
     std::fs::write(dir.path().join("admin.token"), "s3cret-t0ken\n").unwrap();
     let gate = Gate::spawn(dir);
-    let post = |path: &str, auth: Option<&str>| {
-        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-        let body = r#"{"method": "GET", "url": "http://127.0.0.1/acme-data/k", "client_ip": "81.2.69.142"}"#;
-        http_raw(
-            gate.admin,
-            &format!(
-                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-                body.len()
-            ),
-        )
-    };
+    let post = |path: &str, auth: Option<&str>| admin_post(&gate, path, auth);
     for path in ["/-/reload", "/v1/explain"] {
         for auth in [
             None,
@@ -461,6 +475,51 @@ fn the_admin_token_guards_post_endpoints_and_explain() {
         "gatekeeper_admin_refused_total{reason=\"unauthorized\"}",
         14.0,
     );
+}
+
+#[test]
+fn a_rotated_admin_token_is_taken_up_and_a_broken_file_keeps_the_one_in_force() {
+    let upstream = Upstream::start();
+    let dir = Gate::prepare(
+        &format!("http://{}", upstream.addr),
+        common::TEST_RULES,
+        "[admin]\ntoken_file = \"admin.token\"",
+    );
+    let file = dir.path().join("admin.token");
+    std::fs::write(&file, "first-token\n").unwrap();
+    let gate = Gate::spawn(dir);
+    let explain =
+        |token: &str| admin_post(&gate, "/v1/explain", Some(&format!("Bearer {token}"))).0;
+    let reloads = |result: &str| {
+        gate.metric(&format!(
+            "gatekeeper_admin_token_reloads_total{{result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(explain("first-token"), 200);
+
+    std::fs::write(&file, "second-token-rotated\n").unwrap();
+    eventually("the rotated token admitted", || {
+        explain("second-token-rotated") == 200
+    });
+    assert_eq!(explain("first-token"), 401);
+    assert_eq!((reloads("ok"), reloads("error")), (1.0, 0.0));
+
+    // Emptied, then removed: each is a failed reload, and the token in
+    // force stays; the listener never goes open.
+    std::fs::write(&file, "").unwrap();
+    eventually("the empty file refused", || reloads("error") == 1.0);
+    std::fs::remove_file(&file).unwrap();
+    eventually("the missing file refused", || reloads("error") == 2.0);
+    assert_eq!(explain("second-token-rotated"), 200);
+    let (code, _) = admin_post(&gate, "/-/reload", None);
+    assert_eq!(code, 401);
+    assert_eq!(explain(""), 401);
+
+    // Back with a new token: taken up again.
+    std::fs::write(&file, "third\n").unwrap();
+    eventually("the restored file read", || explain("third") == 200);
+    assert_eq!(explain("second-token-rotated"), 401);
+    assert_eq!(reloads("ok"), 2.0);
 }
 
 #[test]
