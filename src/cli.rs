@@ -381,12 +381,28 @@ where
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, as a stream: once handlers are installed a repeated
+/// signal no longer kills the process, and the second one is seen.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+        Ok(StopSignals {
+            term: handler(SignalKind::terminate())?,
+            int: handler(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
 
@@ -575,11 +591,13 @@ async fn run(cfg: Config) -> Result<(), String> {
         admin,
         stopped(admin_stopped),
     ));
+    let mut signals = StopSignals::install()?;
     // Scripts and tests read the bound addresses from this line.
     let tls_field = tls_addr.map_or(String::new(), |a| format!(" tls={a}"));
     println!("gatekeeper listening s3={s3_addr} admin={admin_addr}{tls_field}");
     tracing::info!(s3 = %s3_addr, admin = %admin_addr, tls = ?tls_addr, "gatekeeper started");
 
+    let (hurry_s3, s3_hurried) = tokio::sync::watch::channel(());
     let listen = |listener, tls| {
         crate::proxy::server::serve(
             listener,
@@ -587,6 +605,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             edge.clone(),
             tls,
             stopped(s3_stopped.clone()),
+            stopped(s3_hurried.clone()),
         )
     };
     let plain = listen(s3_listener, None);
@@ -595,18 +614,41 @@ async fn run(cfg: Config) -> Result<(), String> {
             listen(listener, Some(config)).await;
         }
     };
-    let signal = async {
-        shutdown_signal().await;
+    // A second SIGTERM or SIGINT, as an operator repeats an impatient
+    // Ctrl-C, skips the rest of the delay and the drain; the audit trail
+    // is still flushed and the exit status is still 0.
+    let signals = async {
+        signals.next().await;
         draining.store(true, Ordering::Relaxed);
         tracing::info!(delay = ?cfg.shutdown.delay, drain_timeout = ?cfg.shutdown.drain_timeout, "stopping: not ready, draining");
-        tokio::time::sleep(cfg.shutdown.delay).await;
+        let repeated = tokio::select! {
+            () = tokio::time::sleep(cfg.shutdown.delay) => false,
+            () = signals.next() => true,
+        };
         let _ = stop_s3.send(());
+        if !repeated {
+            signals.next().await;
+        }
+        tracing::warn!("stop signal repeated: skipping the rest of the drain");
+        let _ = hurry_s3.send(());
+        std::future::pending::<()>().await;
     };
-    tokio::join!(plain, secure, signal);
+    tokio::select! {
+        _ = async { tokio::join!(plain, secure) } => {}
+        () = signals => {}
+    }
     if let Some(archiver) = archiver {
         archiver.stop().await;
     }
-    gate.settle().await;
+    // Bounded: a request that never ended must not keep the trail open.
+    if tokio::time::timeout(cfg.shutdown.drain_timeout, gate.settle())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "requests still open after the drain; their completion records are missing"
+        );
+    }
     audit.shutdown().await;
     let _ = stop_admin.send(());
     let _ = admin_task.await;

@@ -127,6 +127,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: Duration,
+    /// A connection whose client takes nothing of a response for this long
+    /// (its socket stays full) is closed: a client that stops reading must
+    /// not hold an upstream connection and buffers forever.
+    pub send_timeout: Duration,
     /// Configuration bodies the gate parses itself (replication and the
     /// like), refused with `400 MaxMessageLengthExceeded` beyond it.
     pub max_config_body_bytes: usize,
@@ -449,6 +453,7 @@ struct RawLimits {
     max_headers: Option<Spanned<u64>>,
     header_timeout_ms: Option<Spanned<u64>>,
     idle_timeout_ms: Option<Spanned<u64>>,
+    send_timeout_ms: Option<Spanned<u64>>,
     max_config_body_bytes: Option<Spanned<u64>>,
     max_explain_body_bytes: Option<Spanned<u64>>,
 }
@@ -678,6 +683,11 @@ impl Validator<'_> {
             "limits.idle_timeout_ms",
             60_000,
         );
+        let send_timeout = self.positive(
+            raw.send_timeout_ms.as_ref(),
+            "limits.send_timeout_ms",
+            60_000,
+        );
         // The replication parser refuses more than its own cap whatever this says.
         let max_config_body_bytes = self.within(
             raw.max_config_body_bytes.as_ref(),
@@ -699,6 +709,7 @@ impl Validator<'_> {
             max_headers: size(max_headers?),
             header_timeout: Duration::from_millis(header_timeout?),
             idle_timeout: Duration::from_millis(idle_timeout?),
+            send_timeout: Duration::from_millis(send_timeout?),
             max_config_body_bytes: size(max_config_body_bytes?),
             max_explain_body_bytes: size(max_explain_body_bytes?),
         })

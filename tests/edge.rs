@@ -522,16 +522,101 @@ fn a_rotated_admin_token_is_taken_up_and_a_broken_file_keeps_the_one_in_force() 
     assert_eq!(reloads("ok"), 2.0);
 }
 
-#[test]
-fn sigterm_drains_requests_in_flight_and_seals_the_trail() {
-    let upstream = Upstream::start();
+/// A gate with `[shutdown] shutdown` (its keys) whose audit records are
+/// on disk before anything is forwarded, for tests that stop it.
+fn stopping_gate(upstream: &Upstream, shutdown: &str) -> Gate {
     let dir = Gate::prepare(
         &format!("http://{}", upstream.addr),
         common::TEST_RULES,
-        "[shutdown]\ndelay_ms = 1000\ndrain_timeout_ms = 30000",
+        &format!("[shutdown]\n{shutdown}"),
     );
     add_to_section(&dir, "audit", "fsync = \"always\"");
-    let mut gate = Gate::spawn(dir);
+    Gate::spawn(dir)
+}
+
+/// Stores `key` in acme-data, `mib` MiB of random bytes, and returns a
+/// presigned GET target for it (path and query).
+fn big_object(gate: &Gate, key: &str, mib: usize) -> String {
+    let report = gate.boto(&format!(
+        r#"
+import os, urllib.parse
+s3 = client()
+attempt(s3.create_bucket, Bucket="acme-data")
+s3.put_object(Bucket="acme-data", Key="{key}", Body=os.urandom({mib} << 20))
+u = urllib.parse.urlsplit(s3.generate_presigned_url("get_object", Params={{"Bucket": "acme-data", "Key": "{key}"}}))
+out({{"target": f"{{u.path}}?{{u.query}}"}})
+"#
+    ));
+    report["target"].as_str().unwrap().to_owned()
+}
+
+/// Sends `GET target` and reads the response head only, as a client that
+/// then stops reading; returns the connection and the request id.
+fn stalled_get(addr: SocketAddr, target: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert_eq!(status(&head), 200, "{head}");
+    let id = header(&head, "x-gatekeeper-request-id").to_owned();
+    (s, id)
+}
+
+/// Whether the S3 listener still accepts connections.
+fn accepting(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+/// What a gate that has exited left in its audit trail: `audit verify`
+/// passes, and every decision has exactly one completion record, whose
+/// outcome is returned by request id. (Checks every drain test wants of
+/// the trail belong here.)
+fn trail_after_exit(gate: &Gate) -> std::collections::HashMap<String, serde_json::Value> {
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
+        .args(["audit", "verify"])
+        .arg(gate.dir.path().join("audit"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // Every record sealed: as many seals as segments, the last one's
+    // written on the way out.
+    let (segments, sealed) = stdout
+        .split_once(" record(s) in ")
+        .and_then(|(_, rest)| rest.split_once(" sealed;"))
+        .and_then(|(counts, _)| counts.split_once(" segment(s), "))
+        .unwrap_or_else(|| panic!("no segment count in {stdout}"));
+    assert_eq!(segments, sealed, "{stdout}");
+    assert_ne!(segments, "0", "{stdout}");
+    let records = gate.audit();
+    let mut completions = std::collections::HashMap::new();
+    for r in records.iter().filter(|r| r["event"] == "decision") {
+        let done: Vec<_> = records
+            .iter()
+            .filter(|c| c["event"] == "completion" && c["request_id"] == r["request_id"])
+            .collect();
+        assert_eq!(done.len(), 1, "completions of {r}");
+        let id = r["request_id"].as_str().unwrap().to_owned();
+        completions.insert(id, done[0].clone());
+    }
+    completions
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight_and_seals_the_trail() {
+    let upstream = Upstream::start();
+    let mut gate = stopping_gate(&upstream, "delay_ms = 1000\ndrain_timeout_ms = 30000");
     let report = gate.boto(&format!(
         r#"
 import hashlib, http.client, os, signal, socket, threading, time, urllib.parse, urllib.request
@@ -582,6 +667,40 @@ def slow_put():
     r.read()
     results["upload"] = {{"status": r.status, "sha": hashlib.sha256(body).hexdigest()}}
 
+# Busy clients: small uploads and downloads back to back, each checked,
+# until the gate stops taking connections. A request refused or whose
+# connection closed before it was read never started; any other failure
+# is a request cut short.
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+busy = {{"checked": 0, "cut": [], "ended_by": []}}
+busy_started = threading.Barrier(4, timeout=120)
+
+def busy_client(n):
+    c = client()
+    i = 0
+    while True:
+        key, body = f"small{{n}}-{{i}}", os.urandom(1024 + 97 * i)
+        try:
+            c.put_object(Bucket="acme-data", Key=key, Body=body)
+            got = c.get_object(Bucket="acme-data", Key=key)["Body"].read()
+        except (ConnectionClosedError, EndpointConnectionError) as e:
+            busy["ended_by"].append(type(e).__name__)
+            return
+        except Exception as e:
+            busy["cut"].append(f"{{key}}: {{e!r}}")
+            return
+        if got != body:
+            busy["cut"].append(f"{{key}}: {{len(got)}} of {{len(body)}} bytes")
+        busy["checked"] += 1
+        i += 1
+        if i == 3:
+            busy_started.wait()
+
+busy_threads = [threading.Thread(target=busy_client, args=(n,)) for n in range(3)]
+for t in busy_threads:
+    t.start()
+busy_started.wait()
+
 threads = [threading.Thread(target=slow_get, args=(k,)) for k in blobs]
 threads.append(threading.Thread(target=slow_put))
 for t in threads:
@@ -609,8 +728,9 @@ except OSError as e:
     results["after_delay"] = type(e).__name__
 results["readyz_later"] = readyz()
 results["in_flight_when_closed"] = sum(t.is_alive() for t in threads)
-for t in threads:
+for t in threads + busy_threads:
     t.join()
+results["busy"] = busy
 out(results)
 "#,
         pid = gate.pid(),
@@ -640,33 +760,22 @@ out(results)
     assert_eq!(report["after_delay"], "ConnectionRefusedError", "{report}");
     assert_eq!(report["in_flight_when_closed"], 4, "{report}");
 
+    let busy = &report["busy"];
+    assert_eq!(busy["cut"], serde_json::json!([]), "{report}");
+    assert!(busy["checked"].as_u64().unwrap() >= 9, "{report}");
+    assert_eq!(busy["ended_by"].as_array().unwrap().len(), 3, "{report}");
+
     let status = gate.wait_exit(Duration::from_secs(40));
     assert!(status.success(), "{status:?}");
 
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
-        .args(["audit", "verify"])
-        .arg(gate.dir.path().join("audit"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&verify.stdout);
-    assert!(
-        verify.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    // Every record sealed: as many seals as segments, the last one's
-    // written on the way out.
-    let (segments, sealed) = stdout
-        .split_once(" record(s) in ")
-        .and_then(|(_, rest)| rest.split_once(" sealed;"))
-        .and_then(|(counts, _)| counts.split_once(" segment(s), "))
-        .unwrap_or_else(|| panic!("no segment count in {stdout}"));
-    assert_eq!(segments, sealed, "{stdout}");
-    assert_ne!(segments, "0", "{stdout}");
-    // Every forwarded request has its decision and its completion, and the
-    // last record is vouched for by the checkpoint written on the way out.
-    let records = gate.audit();
-    let last = records.last().unwrap();
+    let completions = trail_after_exit(&gate);
+    assert!(completions.len() >= 9 + 9, "{}", completions.len());
+    for done in completions.values() {
+        assert_eq!(done["outcome"], "complete", "{done}");
+    }
+    // The last record is vouched for by the checkpoint written on the way
+    // out.
+    let last = gate.audit().pop().unwrap();
     let checkpoint: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(gate.dir.path().join("audit/checkpoint.json")).unwrap(),
     )
@@ -676,17 +785,105 @@ out(results)
         (&last["seq"], &last["hash"]),
         "{checkpoint}"
     );
-    let decisions: Vec<_> = records
-        .iter()
-        .filter(|r| r["event"] == "decision")
-        .collect();
-    assert!(decisions.len() >= 9, "{}", decisions.len());
-    for d in decisions {
-        let done: Vec<_> = records
-            .iter()
-            .filter(|r| r["event"] == "completion" && r["request_id"] == d["request_id"])
-            .collect();
-        assert_eq!(done.len(), 1, "completions of {d}");
-        assert_eq!(done[0]["outcome"], "complete", "{}", done[0]);
+}
+
+#[test]
+fn a_second_sigterm_skips_the_rest_of_the_drain_and_still_flushes_the_trail() {
+    let upstream = Upstream::start();
+    let mut gate = stopping_gate(&upstream, "drain_timeout_ms = 600000");
+    let target = big_object(&gate, "big", 64);
+    let (_held, id) = stalled_get(gate.s3, &target);
+
+    gate.terminate();
+    eventually("the listener closed", || !accepting(gate.s3));
+    // The download would hold the drain for its whole ten minutes.
+    gate.terminate();
+    let status = gate.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+
+    let completions = trail_after_exit(&gate);
+    let cut = &completions[&id];
+    assert_eq!(cut["outcome"], "client_aborted", "{cut}");
+    assert!(cut["bytes_out"].as_u64().unwrap() < 64 << 20, "{cut}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    let upstream = Upstream::start();
+    let gate = gate_with(
+        &upstream,
+        &[],
+        "[limits]\nsend_timeout_ms = 2000\nidle_timeout_ms = 600000",
+    );
+    let target = big_object(&gate, "big", 64);
+    let (mut stalled, id) = stalled_get(gate.s3, &target);
+    let recs = gate.records_of(&id, 1);
+    assert_eq!(recs[0]["decision"], "allow", "{}", recs[0]);
+
+    // Meanwhile others are served, and the stalled download ends.
+    let mut completion = None;
+    eventually("the stalled download's completion record", || {
+        let response = exchange(gate.s3, format!("{GET}\r\n").as_bytes()).unwrap();
+        assert_eq!(header(&response, "x-gatekeeper-decision"), "allow");
+        completion = gate
+            .audit()
+            .into_iter()
+            .find(|r| r["event"] == "completion" && r["request_id"] == id.as_str());
+        completion.is_some()
+    });
+    let completion = completion.unwrap();
+    assert_eq!(completion["outcome"], "client_aborted", "{completion}");
+    let sent = completion["bytes_out"].as_u64().unwrap();
+    assert!(sent < 64 << 20, "{completion}");
+    gate.expect_metric(
+        "gatekeeper_connections_cut_total{reason=\"send_timeout\"}",
+        1.0,
+    );
+    // What the kernel had buffered still arrives, then the end: the
+    // connection is gone, not merely paused.
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => received += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("after {received} bytes: {e}"),
+        }
     }
+    assert!(received < 64 << 20, "{received}");
+}
+
+#[test]
+fn an_http2_download_cut_off_at_the_drain_deadline_is_audited() {
+    let upstream = Upstream::start();
+    let mut gate = stopping_gate(&upstream, "drain_timeout_ms = 1000");
+    let target = big_object(&gate, "big", 16);
+    let heads = gate.dir.path().join("heads.txt");
+    // h2c, read slowly: still running at the deadline.
+    let mut curl = std::process::Command::new("curl")
+        .args(["-sS", "--http2-prior-knowledge", "--limit-rate", "256K"])
+        .args(["-o", "/dev/null", "-D"])
+        .arg(&heads)
+        .arg(format!("http://127.0.0.1:{}{target}", gate.s3.port()))
+        .spawn()
+        .unwrap();
+    eventually("the response head", || {
+        std::fs::read_to_string(&heads).is_ok_and(|h| h.contains("x-gatekeeper-request-id"))
+    });
+    let heads = std::fs::read_to_string(&heads).unwrap();
+    assert!(heads.starts_with("HTTP/2 200"), "{heads}");
+    let id = header(&heads, "x-gatekeeper-request-id").to_owned();
+
+    gate.terminate();
+    let status = gate.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    assert!(!curl.wait().unwrap().success(), "the download was not cut");
+
+    let completions = trail_after_exit(&gate);
+    let cut = &completions[&id];
+    assert_eq!(cut["outcome"], "client_aborted", "{cut}");
 }

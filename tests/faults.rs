@@ -126,16 +126,7 @@ fn a_full_audit_disk_refuses_transfers_until_it_has_room_again() {
         .filter(|r| r["event"] == "decision" && r["decision"] == "allow" && r["op"] == "PutObject")
         .count();
     assert_eq!(allowed, forwarded, "{records:?}");
-    let verify = Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
-        .args(["audit", "verify"])
-        .arg(gate.dir.path().join("audit"))
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    gate.assert_audit_verifies();
 }
 
 #[test]

@@ -86,6 +86,7 @@ fn defaults() {
     assert_eq!(c.limits.max_headers, 100);
     assert_eq!(c.limits.header_timeout, Duration::from_secs(15));
     assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.limits.send_timeout, Duration::from_secs(60));
     assert_eq!(c.limits.max_config_body_bytes, 1 << 20);
     assert_eq!(c.limits.max_explain_body_bytes, 2 << 20);
     assert_eq!(c.shutdown.delay, Duration::ZERO);
@@ -149,6 +150,7 @@ max_header_bytes = 8192
 max_headers = 20
 header_timeout_ms = 1500
 idle_timeout_ms = 2500
+send_timeout_ms = 7000
 max_config_body_bytes = 4096
 max_explain_body_bytes = 8192
 
@@ -228,6 +230,7 @@ token_file = "secrets/admin.token"
     assert_eq!(c.limits.max_headers, 20);
     assert_eq!(c.limits.header_timeout, Duration::from_millis(1500));
     assert_eq!(c.limits.idle_timeout, Duration::from_millis(2500));
+    assert_eq!(c.limits.send_timeout, Duration::from_millis(7000));
     assert_eq!(c.limits.max_config_body_bytes, 4096);
     assert_eq!(c.limits.max_explain_body_bytes, 8192);
     assert_eq!(c.shutdown.delay, Duration::from_secs(5));
@@ -491,7 +494,7 @@ fn zero_is_not_a_timeout_or_size() {
 #[test]
 fn limits_out_of_range() {
     assert_eq!(
-        errors("[limits]\nmax_connections = 0\nmax_streams = 4294967296\nmax_header_bytes = 8191\nmax_headers = 0\nheader_timeout_ms = 0\nidle_timeout_ms = 0\nmax_config_body_bytes = 1048577\nmax_explain_body_bytes = 0\n[shutdown]\ndrain_timeout_ms = 0\n"),
+        errors("[limits]\nmax_connections = 0\nmax_streams = 4294967296\nmax_header_bytes = 8191\nmax_headers = 0\nheader_timeout_ms = 0\nidle_timeout_ms = 0\nsend_timeout_ms = 0\nmax_config_body_bytes = 1048577\nmax_explain_body_bytes = 0\n[shutdown]\ndrain_timeout_ms = 0\n"),
         [
             "gk.toml:7:19: error: limits.max_connections must be greater than 0",
             "gk.toml:8:15: error: limits.max_streams must be from 1 to 4294967295",
@@ -499,9 +502,10 @@ fn limits_out_of_range() {
             "gk.toml:10:15: error: limits.max_headers must be greater than 0",
             "gk.toml:11:21: error: limits.header_timeout_ms must be greater than 0",
             "gk.toml:12:19: error: limits.idle_timeout_ms must be greater than 0",
-            "gk.toml:13:25: error: limits.max_config_body_bytes must be from 1 to 1048576",
-            "gk.toml:14:26: error: limits.max_explain_body_bytes must be greater than 0",
-            "gk.toml:16:20: error: shutdown.drain_timeout_ms must be greater than 0",
+            "gk.toml:13:19: error: limits.send_timeout_ms must be greater than 0",
+            "gk.toml:14:25: error: limits.max_config_body_bytes must be from 1 to 1048576",
+            "gk.toml:15:26: error: limits.max_explain_body_bytes must be greater than 0",
+            "gk.toml:17:20: error: shutdown.drain_timeout_ms must be greater than 0",
         ]
     );
     // No delay is the default, and allowed.

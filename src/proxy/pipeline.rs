@@ -95,8 +95,9 @@ pub struct Gate {
     pub audit: AuditHandle,
     pub metrics: Arc<Metrics>,
     pub ids: RequestIds,
-    /// Held (shared) by each completion record on its way to the audit
-    /// writer, so that [`Gate::settle`] can wait for them all.
+    /// Held (shared) by each forwarded request from its decision until its
+    /// completion record reaches the audit writer, so that
+    /// [`Gate::settle`] can wait for them all.
     pub completions: Arc<tokio::sync::RwLock<()>>,
 }
 
@@ -130,8 +131,10 @@ struct Refusal<'a> {
 }
 
 impl Gate {
-    /// Waits until every completion record of an ended request has reached
-    /// the audit writer's queue: the trail must not close ahead of them.
+    /// Waits until every forwarded request has ended and its completion
+    /// record has reached the audit writer's queue: the trail must not close
+    /// ahead of them. An HTTP/2 stream runs in a task of its own, which
+    /// outlives its connection's task by a moment when a drain cuts it off.
     pub async fn settle(&self) {
         let _ = self.completions.write().await;
     }
@@ -278,7 +281,9 @@ impl Gate {
 
         let completion = Completion {
             audit: self.audit.clone(),
-            sending: self.completions.clone(),
+            // Fails only once shutdown waits in `settle`, after every
+            // listener has stopped.
+            open: self.completions.clone().try_read_owned().ok(),
             metrics: self.metrics.clone(),
             request_id: request_id.clone(),
             start,
@@ -657,7 +662,8 @@ impl Outcome {
 /// Writes the completion record of a forwarded request when it ends.
 pub struct Completion {
     audit: AuditHandle,
-    sending: Arc<tokio::sync::RwLock<()>>,
+    /// A share of [`Gate::completions`] until the record is queued.
+    open: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
     metrics: Arc<Metrics>,
     request_id: String,
     instance: String,
@@ -702,17 +708,15 @@ impl Completion {
             category: self.category.clone(),
             ..CompletionRecord::default()
         };
+        let open = self.open.take();
         // Usually the queue has room: no task, no wait.
         let Some(rec) = self.audit.try_completion(rec) else {
             return;
         };
         let audit = self.audit.clone();
-        // Fails only once shutdown waits in `settle`, after every
-        // connection has ended.
-        let sending = self.sending.clone().try_read_owned();
         tokio::spawn(async move {
             audit.completion(rec).await;
-            drop(sending);
+            drop(open);
         });
     }
 }

@@ -53,6 +53,9 @@ pub const CONNECTION_REFUSALS: [&str; 7] = [
     "malformed",
 ];
 
+/// Why a connection was closed with a request in flight.
+pub const CONNECTION_CUTS: [&str; 2] = ["drain", "send_timeout"];
+
 /// Why the admin listener refused a request.
 pub const ADMIN_REFUSALS: [&str; 2] = ["unauthorized", "body_too_large"];
 
@@ -61,6 +64,7 @@ pub const ADMIN_REFUSALS: [&str; 2] = ["unauthorized", "body_too_large"];
 /// the code that counts them.
 pub struct EdgeMetrics {
     connections_refused: prometheus::IntCounterVec,
+    connections_cut: prometheus::IntCounterVec,
     admin_refused: prometheus::IntCounterVec,
     pub open_connections: prometheus::IntGauge,
 }
@@ -82,6 +86,12 @@ impl EdgeMetrics {
                 "S3 connections closed before a request was decided, by reason.",
                 &CONNECTION_REFUSALS,
             ),
+            connections_cut: reasons(
+                registry,
+                "gatekeeper_connections_cut_total",
+                "S3 connections cut off while serving: at the end of a drain, or after the send timeout.",
+                &CONNECTION_CUTS,
+            ),
             admin_refused: reasons(
                 registry,
                 "gatekeeper_admin_refused_total",
@@ -96,6 +106,14 @@ impl EdgeMetrics {
     pub fn connection_refused(&self, reason: &'static str) {
         debug_assert!(CONNECTION_REFUSALS.contains(&reason), "{reason}");
         self.connections_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// `reason` is one of [`CONNECTION_CUTS`].
+    pub fn connections_cut(&self, reason: &'static str, n: usize) {
+        debug_assert!(CONNECTION_CUTS.contains(&reason), "{reason}");
+        self.connections_cut
+            .with_label_values(&[reason])
+            .inc_by(n as u64);
     }
 
     /// `reason` is one of [`ADMIN_REFUSALS`].
@@ -125,14 +143,15 @@ fn reasons(
 }
 
 /// Serves one S3 listener, plain or TLS, until `shutdown` resolves; then
-/// lets requests in flight finish for up to `drain_timeout` and cuts
-/// off the rest.
+/// lets requests in flight finish for up to `drain_timeout`, or until
+/// `hurry` resolves, and cuts off the rest.
 pub async fn serve(
     listener: TcpListener,
     gate: Arc<Gate>,
     edge: Arc<Edge>,
     tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
+    hurry: impl Future<Output = ()>,
 ) {
     let builder = Arc::new(http_builder(&edge.limits));
     let graceful = GracefulShutdown::new();
@@ -172,14 +191,19 @@ pub async fn serve(
         tasks.spawn(conn.run(socket));
     }
     drop(listener);
-    if tokio::time::timeout(edge.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let why = tokio::select! {
+        drained = tokio::time::timeout(edge.drain_timeout, graceful.shutdown()) => match drained {
+            Ok(()) => None,
+            Err(_) => Some("drain deadline passed"),
+        },
+        () = hurry => Some("stop signal repeated"),
+    };
+    if let Some(why) = why {
         tracing::warn!(
             connections = tasks.len(),
-            "drain deadline passed with requests still in flight; cutting them off"
+            "{why} with requests still in flight; cutting them off"
         );
+        edge.metrics.connections_cut("drain", tasks.len());
     }
     // Dropping what is left ends its requests, which writes their
     // completion records before the audit trail is closed.
@@ -323,6 +347,11 @@ impl Conn {
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let ended = watcher.watch(conn.into_owned()).await;
         let reason = match (clock.expired(), &ended) {
+            (Some(Expiry::Send), _) => {
+                tracing::debug!(%peer, "client stopped reading a response; connection cut");
+                edge.metrics.connections_cut("send_timeout", 1);
+                return;
+            }
             (Some(Expiry::Header), _) => Some("header_timeout"),
             (Some(Expiry::Idle), _) | (None, Ok(())) => None,
             (None, Err(e)) => match e.downcast_ref::<hyper::Error>() {
@@ -350,6 +379,8 @@ enum Expiry {
     Header,
     /// No request for `limits.idle_timeout`.
     Idle,
+    /// The client took nothing of a response for `limits.send_timeout`.
+    Send,
 }
 
 /// When a connection with no request in flight is cut off:
@@ -364,6 +395,7 @@ enum Expiry {
 struct Clock {
     header_timeout: Duration,
     idle_timeout: Duration,
+    send_timeout: Duration,
     state: Mutex<ClockState>,
 }
 
@@ -384,6 +416,7 @@ impl Clock {
         Clock {
             header_timeout: limits.header_timeout,
             idle_timeout: limits.idle_timeout,
+            send_timeout: limits.send_timeout,
             state: Mutex::new(ClockState {
                 in_flight: 0,
                 since: Instant::now(),
@@ -455,12 +488,18 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
-/// A connection whose reads fail once its [`Clock`] runs out, which makes
-/// hyper close it.
+/// A connection whose reads fail once its [`Clock`] runs out, and whose
+/// writes fail once the client has taken nothing for `send_timeout`; either
+/// makes hyper close it.
 struct Timed<I> {
     inner: I,
     clock: Arc<Clock>,
     sleep: Pin<Box<Sleep>>,
+    /// Armed while a write waits for the client: allocated only for
+    /// connections that ever wait, so that idle ones stay small.
+    send_sleep: Option<Pin<Box<Sleep>>>,
+    /// When the write waiting now must have gone through.
+    send_deadline: Option<Instant>,
 }
 
 impl<I> Timed<I> {
@@ -470,7 +509,39 @@ impl<I> Timed<I> {
             inner,
             clock,
             sleep,
+            send_sleep: None,
+            send_deadline: None,
         }
+    }
+
+    /// `polled`, a write or a flush, failed with `TimedOut` once writes
+    /// have waited `send_timeout` without the client taking a byte.
+    fn sending<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.send_deadline = None;
+            return polled;
+        }
+        let deadline = *self
+            .send_deadline
+            .get_or_insert_with(|| Instant::now() + self.clock.send_timeout);
+        let sleep = self
+            .send_sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.clock.state().expired = Some(Expiry::Send);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client took nothing of the response in time",
+        )))
     }
 }
 
@@ -503,10 +574,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
                 if state.in_flight > 0 {
                     return Poll::Pending;
                 }
-                let (expiry, limit) = if state.reading_head {
-                    (Expiry::Header, this.clock.header_timeout)
+                let (expiry, limit, why) = if state.reading_head {
+                    (
+                        Expiry::Header,
+                        this.clock.header_timeout,
+                        "request head not received in time",
+                    )
                 } else {
-                    (Expiry::Idle, this.clock.idle_timeout)
+                    (Expiry::Idle, this.clock.idle_timeout, "connection idle")
                 };
                 let deadline = state.since + limit;
                 if this.sleep.deadline() != deadline {
@@ -516,17 +591,47 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
                     return Poll::Pending;
                 }
                 state.expired = Some(expiry);
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    match expiry {
-                        Expiry::Header => "request head not received in time",
-                        Expiry::Idle => "connection idle",
-                    },
-                )))
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
             }
             failed => failed,
         }
     }
 }
 
-write_through!(Timed);
+impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.sending(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.sending(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.sending(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.sending(cx, polled)
+    }
+}

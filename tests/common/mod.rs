@@ -513,6 +513,21 @@ impl Gate {
         }
     }
 
+    /// `gatekeeper audit verify` passes on the gate's audit directory.
+    pub fn assert_audit_verifies(&self) {
+        let verify = Command::new(env!("CARGO_BIN_EXE_gatekeeper"))
+            .args(["audit", "verify"])
+            .arg(self.dir.path().join("audit"))
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+
     /// Sends SIGTERM, as a service manager stops the gate.
     pub fn terminate(&self) {
         let status = Command::new("kill")
