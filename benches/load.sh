@@ -18,7 +18,7 @@
 #   LOADGEN_CPU [0] (load generator + backend)  PROXY_CPU [1] (proxy under test)
 #   PORT_BASE [18080]  GK_BIN [target/release/gatekeeper]  SKIP_BUILD [0]
 #   OUT [mktemp -d /tmp/gk-load.XXXXXX]  KEEP [0] keep OUT (1 GiB file!)
-#   PHASES ["closed open big idle"]  NGINX_BUFFERING [off]
+#   PHASES ["closed open big idle idle_tls"]  NGINX_BUFFERING [off]
 #   NGINX_BUFFER_SIZE [64k] (nginx's proxy_buffer_size; its default is 4k|8k)
 #   NICE [-20] nice level of the harness's own session (autogroup) and of
 #   its processes, so that other work on the machine (builds) disturbs the
@@ -52,7 +52,7 @@ PROXY_CPU=${PROXY_CPU:-1}
 PORT_BASE=${PORT_BASE:-18080}
 GK_BIN=${GK_BIN:-$ROOT/target/release/gatekeeper}
 GEOIP=${GEOIP:-$ROOT/geoip/GeoLite2-City-Test.mmdb}
-PHASES=${PHASES:-closed open big idle}
+PHASES=${PHASES:-closed open big idle idle_tls}
 NGINX_BUFFERING=${NGINX_BUFFERING:-off}
 NGINX_BUFFER_SIZE=${NGINX_BUFFER_SIZE:-64k}
 NICE=${NICE:--20}
@@ -62,6 +62,8 @@ BACKEND_PORT=$((PORT_BASE + 1))
 NGINX_PORT=$((PORT_BASE + 2))
 GATE_PORT=$((PORT_BASE + 3))
 GATE_ADMIN_PORT=$((PORT_BASE + 13))
+NGINX_TLS_PORT=$((PORT_BASE + 22))
+GATE_TLS_PORT=$((PORT_BASE + 23))
 
 # Other sessions' processes (say, a concurrent cargo build) compete for the
 # same two cores. With autogroup scheduling a per-process nice does not count
@@ -133,9 +135,14 @@ render() { # template -> file
     sed -e "s|@WORK@|$OUT|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
         -e "s|@NGINX_PORT@|$NGINX_PORT|g" -e "s|@GATE_PORT@|$GATE_PORT|g" \
         -e "s|@GATE_ADMIN_PORT@|$GATE_ADMIN_PORT|g" -e "s|@GEOIP@|$GEOIP|g" \
+        -e "s|@NGINX_TLS_PORT@|$NGINX_TLS_PORT|g" -e "s|@GATE_TLS_PORT@|$GATE_TLS_PORT|g" \
         -e "s|@RULES@|$OUT/rules|g" -e "s|@NGINX_BUFFERING@|$NGINX_BUFFERING|g" \
         -e "s|@NGINX_BUFFER_SIZE@|$NGINX_BUFFER_SIZE|g" "$1" >"$2"
 }
+# A development CA and server certificate for the TLS listeners (nginx's and
+# the gate's): the idle TLS connections verify against it.
+"$GK_BIN" certs dev --out "$OUT/certs" --name 127.0.0.1 --force >/dev/null
+chmod 644 "$OUT"/certs/*
 render "$HERE/backend.conf.in" "$OUT/backend.conf"
 render "$HERE/nginx-geoip2.conf.in" "$OUT/nginx.conf"
 render "$HERE/gatekeeper.toml.in" "$OUT/gatekeeper.toml"
@@ -195,6 +202,10 @@ stop_server() { # a|b|c
 
 port_of() {
     case $1 in a) echo "$BACKEND_PORT" ;; b) echo "$NGINX_PORT" ;; c) echo "$GATE_PORT" ;; esac
+}
+
+tls_port_of() { # b|c: the backend (a) has no TLS listener
+    case $1 in b) echo "$NGINX_TLS_PORT" ;; c) echo "$GATE_TLS_PORT" ;; esac
 }
 
 # The process that does the work: nginx's (single) worker, or the gate.
@@ -283,8 +294,8 @@ big_get() { # cfg round
     log "big   $cfg r$r: $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1048576 }') MiB/s, VmHWM growth $((hwm - rss0)) KiB"
 }
 
-idle_conns() { # cfg round
-    local cfg=$1 r=$2 pid rss0 rss1 ready alive
+idle_conns() { # cfg round [tls]
+    local cfg=$1 r=$2 tls=${3:-} pid rss0 rss1 ready alive port client metric=idle
     # A fresh server each time, warmed by a few requests, so earlier phases
     # leave nothing in its heap that the idle connections could reuse.
     stop_server "$cfg"
@@ -293,7 +304,16 @@ idle_conns() { # cfg round
     sleep 0.5
     pid=$(work_pid "$cfg")
     rss0=$(status_kib "$pid" VmRSS)
-    coproc IDLE { on_lg python3 "$HERE/idle.py" 127.0.0.1 "$(port_of "$cfg")" /bench/small.bin "$IDLE_CONNS"; }
+    port=$(port_of "$cfg")
+    client=("$HERE/idle.py" 127.0.0.1)
+    if [[ -n "$tls" ]]; then
+        port=$(tls_port_of "$cfg")
+        client+=("$port" /bench/small.bin "$IDLE_CONNS" "$OUT/certs/ca.pem")
+        metric=idle_tls
+    else
+        client+=("$port" /bench/small.bin "$IDLE_CONNS")
+    fi
+    coproc IDLE { on_lg python3 "${client[@]}"; }
     read -r _ ready <&"${IDLE[0]}"
     sleep 2
     rss1=$(status_kib "$pid" VmRSS)
@@ -301,9 +321,9 @@ idle_conns() { # cfg round
     read -r _ alive <&"${IDLE[0]}"
     wait "$IDLE_PID" 2>/dev/null || true
     [[ "$ready" == "$IDLE_CONNS" ]] || log "warning: $cfg: only $ready of $IDLE_CONNS idle-conn requests answered 200"
-    record idle_kib_per_conn "$cfg" "$r" "$(awk -v d=$((rss1 - rss0)) -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", d / n }')"
-    record idle_alive "$cfg" "$r" "$alive"
-    log "idle  $cfg r$r: RSS $rss0 -> $rss1 KiB for $IDLE_CONNS conns ($alive still open)"
+    record "${metric}_kib_per_conn" "$cfg" "$r" "$(awk -v d=$((rss1 - rss0)) -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", d / n }')"
+    record "${metric}_alive" "$cfg" "$r" "$alive"
+    log "$metric  $cfg r$r: RSS $rss0 -> $rss1 KiB for $IDLE_CONNS conns ($alive still open)"
 }
 
 median_of() { # metric cfg
@@ -361,6 +381,12 @@ fi
 if [[ " $PHASES " == *" idle "* ]]; then
     for r in $(seq 1 "$ROUNDS"); do
         for cfg in "${CONFIGS[@]}"; do idle_conns "$cfg" "$r"; done
+    done
+fi
+
+if [[ " $PHASES " == *" idle_tls "* ]]; then
+    for r in $(seq 1 "$ROUNDS"); do
+        for cfg in b c; do idle_conns "$cfg" "$r" tls; done
     done
 fi
 

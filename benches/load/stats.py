@@ -34,6 +34,8 @@ METRICS = [
     ("big_hwm_growth_kib", "peak RSS growth during 1 GiB GET", "KiB", False),
     ("idle_kib_per_conn", "memory per idle keep-alive conn", "KiB", False),
     ("idle_alive", "idle conns still open at the end", "", True),
+    ("idle_tls_kib_per_conn", "memory per idle TLS keep-alive conn", "KiB", False),
+    ("idle_tls_alive", "idle TLS conns still open at the end", "", True),
 ]
 # (metric, numerator, denominator, op, bound, label)
 TARGETS = [
@@ -47,6 +49,7 @@ TARGETS = [
 ABS_TARGETS = [
     ("big_hwm_growth_kib", "<=", 64 * 1024, "gate peak RSS growth, 1 GiB ≤ 64 MiB (65536 KiB)"),
     ("idle_kib_per_conn", "<=", 32, "gate memory per idle conn (plain) ≤ 32 KiB"),
+    ("idle_tls_kib_per_conn", "<=", 64, "gate memory per idle conn (TLS) ≤ 64 KiB"),
 ]
 
 
