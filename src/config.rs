@@ -128,8 +128,9 @@ pub struct Limits {
     /// A connection with no request in flight is closed after this long.
     pub idle_timeout: Duration,
     /// A connection whose client takes nothing of a response for this long
-    /// (its socket stays full) is closed: a client that stops reading must
-    /// not hold an upstream connection and buffers forever.
+    /// (its socket stays full, or an HTTP/2 stream's window stays shut) is
+    /// closed: a client that stops reading must not hold upstream
+    /// connections and buffers forever.
     pub send_timeout: Duration,
     /// Configuration bodies the gate parses itself (replication and the
     /// like), refused with `400 MaxMessageLengthExceeded` beyond it.

@@ -807,38 +807,50 @@ fn a_second_sigterm_skips_the_rest_of_the_drain_and_still_flushes_the_trail() {
     assert!(cut["bytes_out"].as_u64().unwrap() < 64 << 20, "{cut}");
 }
 
+/// A gate whose clients must take some of a response every 2 s.
+fn send_timeout_gate(upstream: &Upstream) -> Gate {
+    gate_with(
+        upstream,
+        &[],
+        "[limits]\nsend_timeout_ms = 2000\nidle_timeout_ms = 600000",
+    )
+}
+
+/// Whether the request `id` has its completion record.
+fn completed(gate: &Gate, id: &str) -> bool {
+    gate.audit()
+        .iter()
+        .any(|r| r["event"] == "completion" && r["request_id"] == id)
+}
+
+/// The download `id` of an object of `size` bytes ended cut off by the
+/// send timeout, the only one so far.
+fn assert_cut_for_send_timeout(gate: &Gate, id: &str, size: u64) {
+    let done = gate.records_of(id, 2).remove(1);
+    assert_eq!(done["outcome"], "client_aborted", "{done}");
+    assert!(done["bytes_out"].as_u64().unwrap() < size, "{done}");
+    gate.expect_metric(
+        "gatekeeper_connections_cut_total{reason=\"send_timeout\"}",
+        1.0,
+    );
+}
+
 #[test]
 fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     let upstream = Upstream::start();
-    let gate = gate_with(
-        &upstream,
-        &[],
-        "[limits]\nsend_timeout_ms = 2000\nidle_timeout_ms = 600000",
-    );
+    let gate = send_timeout_gate(&upstream);
     let target = big_object(&gate, "big", 64);
     let (mut stalled, id) = stalled_get(gate.s3, &target);
     let recs = gate.records_of(&id, 1);
     assert_eq!(recs[0]["decision"], "allow", "{}", recs[0]);
 
-    // Meanwhile others are served, and the stalled download ends.
-    let mut completion = None;
+    // Meanwhile others are served.
     eventually("the stalled download's completion record", || {
         let response = exchange(gate.s3, format!("{GET}\r\n").as_bytes()).unwrap();
         assert_eq!(header(&response, "x-gatekeeper-decision"), "allow");
-        completion = gate
-            .audit()
-            .into_iter()
-            .find(|r| r["event"] == "completion" && r["request_id"] == id.as_str());
-        completion.is_some()
+        completed(&gate, &id)
     });
-    let completion = completion.unwrap();
-    assert_eq!(completion["outcome"], "client_aborted", "{completion}");
-    let sent = completion["bytes_out"].as_u64().unwrap();
-    assert!(sent < 64 << 20, "{completion}");
-    gate.expect_metric(
-        "gatekeeper_connections_cut_total{reason=\"send_timeout\"}",
-        1.0,
-    );
+    assert_cut_for_send_timeout(&gate, &id, 64 << 20);
     // What the kernel had buffered still arrives, then the end: the
     // connection is gone, not merely paused.
     stalled
@@ -886,4 +898,41 @@ fn an_http2_download_cut_off_at_the_drain_deadline_is_audited() {
     let completions = trail_after_exit(&gate);
     let cut = &completions[&id];
     assert_eq!(cut["outcome"], "client_aborted", "{cut}");
+}
+
+#[test]
+fn an_http2_stream_whose_window_the_client_keeps_shut_is_cut_off() {
+    let upstream = Upstream::start();
+    let gate = send_timeout_gate(&upstream);
+    let target = big_object(&gate, "big", 16);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let addr = gate.s3;
+    // A 16 KiB stream window that the client never reopens: the gate's
+    // socket never fills, so only the stream shows the stall.
+    let (id, send, _unread) = rt.block_on(async move {
+        let io = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .initial_stream_window_size(16 << 10)
+                .adaptive_window(false)
+                .handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("http://127.0.0.1:{}{target}", addr.port()))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = resp.headers()["x-gatekeeper-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (id, send, resp)
+    });
+    eventually("the stalled stream's completion record", || {
+        completed(&gate, &id)
+    });
+    assert_cut_for_send_timeout(&gate, &id, 16 << 20);
+    eventually("the connection closed", || send.is_closed());
 }

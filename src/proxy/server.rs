@@ -341,7 +341,7 @@ impl Conn {
             let info = info.clone();
             async move {
                 let resp = gate.handle(info, req).await;
-                Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, _busy: busy }))
+                Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, busy }))
             }
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
@@ -386,8 +386,11 @@ enum Expiry {
 /// When a connection with no request in flight is cut off:
 /// `idle_timeout` after its last request ended (or it was accepted), or
 /// `header_timeout` after the first byte of its next request arrived.
-/// With requests in flight no clock runs: their bodies have their own
-/// timeouts, and a slow download is not an idle connection.
+/// With requests in flight only `send_timeout` runs, from when a response
+/// handed hyper a frame that the client has not made room for since (for
+/// HTTP/2, a stream whose flow-control window the client keeps shut);
+/// otherwise their bodies have their own timeouts, and a slow download is
+/// not an idle connection.
 ///
 /// Works alike for HTTP/1.1 and HTTP/2, which has no timeouts of its own in
 /// hyper; for HTTP/2 any frame on a connection without streams (a PING, a
@@ -409,6 +412,12 @@ struct ClockState {
     /// the idle clock is armed without waiting for a byte.
     reader: Option<Waker>,
     expired: Option<Expiry>,
+    /// Responses waiting for the client to take what they handed over, by
+    /// request, with since when.
+    waiting: Vec<(u64, Instant)>,
+    /// The reader's timer is set for the oldest of `waiting`.
+    send_armed: bool,
+    requests: u64,
 }
 
 impl Clock {
@@ -423,6 +432,9 @@ impl Clock {
                 reading_head: false,
                 reader: None,
                 expired: None,
+                waiting: Vec::new(),
+                send_armed: false,
+                requests: 0,
             }),
         }
     }
@@ -436,7 +448,8 @@ impl Clock {
         let mut state = this.state();
         state.in_flight += 1;
         state.reading_head = false;
-        Busy(this.clone())
+        state.requests += 1;
+        Busy(this.clone(), state.requests)
     }
 
     fn expired(&self) -> Option<Expiry> {
@@ -444,12 +457,32 @@ impl Clock {
     }
 }
 
-/// A request in flight on a connection.
-struct Busy(Arc<Clock>);
+/// A request in flight on a connection, and its number there.
+struct Busy(Arc<Clock>, u64);
+
+impl Busy {
+    /// The response handed hyper a frame: the client must make room for
+    /// the next within `send_timeout`.
+    fn handed(&self) {
+        let mut state = self.0.state();
+        state.waiting.push((self.1, Instant::now()));
+        if !state.send_armed {
+            if let Some(reader) = &state.reader {
+                reader.wake_by_ref();
+            }
+        }
+    }
+
+    /// Hyper asks for the next frame: the client made room.
+    fn taken(&self) {
+        self.0.state().waiting.retain(|w| w.0 != self.1);
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
         let mut state = self.0.state();
+        state.waiting.retain(|w| w.0 != self.1);
         state.in_flight -= 1;
         if state.in_flight == 0 {
             state.since = Instant::now();
@@ -465,7 +498,7 @@ impl Drop for Busy {
 /// dropped.
 struct Tracked<B> {
     inner: B,
-    _busy: Busy,
+    busy: Busy,
 }
 
 impl<B: Body + Unpin> Body for Tracked<B> {
@@ -476,7 +509,13 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        this.busy.taken();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && !this.inner.is_end_stream() {
+            this.busy.handed();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -487,6 +526,8 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         self.inner.size_hint()
     }
 }
+
+const SEND_TIMED_OUT: &str = "the client took nothing of a response in time";
 
 /// A connection whose reads fail once its [`Clock`] runs out, and whose
 /// writes fail once the client has taken nothing for `send_timeout`; either
@@ -538,10 +579,7 @@ impl<I> Timed<I> {
             return Poll::Pending;
         }
         self.clock.state().expired = Some(Expiry::Send);
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client took nothing of the response in time",
-        )))
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, SEND_TIMED_OUT)))
     }
 }
 
@@ -571,19 +609,34 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
                 {
                     state.reader = Some(cx.waker().clone());
                 }
-                if state.in_flight > 0 {
-                    return Poll::Pending;
-                }
-                let (expiry, limit, why) = if state.reading_head {
+                let (expiry, since, limit, why) = if state.in_flight > 0 {
+                    let oldest = state.waiting.iter().map(|w| w.1).min();
+                    state.send_armed = oldest.is_some();
+                    let Some(oldest) = oldest else {
+                        return Poll::Pending;
+                    };
+                    (
+                        Expiry::Send,
+                        oldest,
+                        this.clock.send_timeout,
+                        SEND_TIMED_OUT,
+                    )
+                } else if state.reading_head {
                     (
                         Expiry::Header,
+                        state.since,
                         this.clock.header_timeout,
                         "request head not received in time",
                     )
                 } else {
-                    (Expiry::Idle, this.clock.idle_timeout, "connection idle")
+                    (
+                        Expiry::Idle,
+                        state.since,
+                        this.clock.idle_timeout,
+                        "connection idle",
+                    )
                 };
-                let deadline = state.since + limit;
+                let deadline = since + limit;
                 if this.sleep.deadline() != deadline {
                     this.sleep.as_mut().reset(deadline);
                 }
