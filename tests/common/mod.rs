@@ -300,9 +300,12 @@ instance = "test-gate"
         files
             .iter()
             .flat_map(|f| {
+                // A line without its newline is one the writer is still
+                // writing: it is read on a later look.
                 std::fs::read_to_string(f)
                     .unwrap()
-                    .lines()
+                    .split_inclusive('\n')
+                    .filter_map(|l| l.strip_suffix('\n'))
                     .map(|l| serde_json::from_str(l).unwrap())
                     .collect::<Vec<_>>()
             })
