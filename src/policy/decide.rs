@@ -632,12 +632,13 @@ impl Ctx<'_> {
         // outranks the tenant's own derogation: the first valid derogation
         // waits here until both lists are exhausted.
         let mut reserve: Option<BasisId> = None;
-        for &id in candidates {
-            let basis = rules.basis(id);
+        for route_basis in candidates {
+            let id = route_basis.id;
             let admissible = if never {
-                basis.kind == BasisKind::PiplSecurityAssessment && basis.names_category(category)
+                route_basis.kind == BasisKind::PiplSecurityAssessment
+                    && route_basis.names_category(rules, category)
             } else {
-                basis.covers_category(category)
+                route_basis.covers_category(rules, category)
             };
             let rejected = if !admissible {
                 Some(if never {
@@ -646,7 +647,7 @@ impl Ctx<'_> {
                     "category not covered"
                 })
             } else {
-                match basis.validity(self.today) {
+                match route_basis.validity(self.today) {
                     Validity::Valid => None,
                     Validity::NotYetValid => Some("not yet valid"),
                     Validity::Expired => Some("expired"),
@@ -655,30 +656,30 @@ impl Ctx<'_> {
             };
             if let Some(why) = rejected {
                 trace.step(step, name, || {
-                    format!("{}: rejected, {why}", describe(rules, basis))
+                    format!("{}: rejected, {why}", describe(rules, rules.basis(id)))
                 });
                 continue;
             }
-            if basis.kind != BasisKind::Derogation {
+            if route_basis.kind != BasisKind::Derogation {
                 trace.step(step, name, || match reserve {
                     Some(r) => format!(
                         "{}: chosen; derogation {} outranked",
-                        describe(rules, basis),
+                        describe(rules, rules.basis(id)),
                         rules.basis(r).id
                     ),
-                    None => format!("{}: chosen", describe(rules, basis)),
+                    None => format!("{}: chosen", describe(rules, rules.basis(id))),
                 });
                 return Some(id);
             }
             trace.step(step, name, || match reserve {
                 Some(r) => format!(
                     "{}: derogation outranked by {}",
-                    describe(rules, basis),
+                    describe(rules, rules.basis(id)),
                     rules.basis(r).id
                 ),
                 None => format!(
                     "{}: held back, a derogation applies only when nothing else does",
-                    describe(rules, basis)
+                    describe(rules, rules.basis(id))
                 ),
             });
             reserve = reserve.or(Some(id));

@@ -9,8 +9,9 @@ use time::Date;
 use super::{decide, Decision, Facts, Instance, NoTrace, TraceStep};
 use crate::locate::{Location, Via};
 use crate::rules::model::{
-    Basis, BasisKind, Bucket, Category, CategoryId, ClassifyIndex, Country, CrossBorder,
-    Jurisdiction, JurisdictionDef, Mode, Region, RegionId, RuleSet, Tables, Tenant, TenantId,
+    Basis, BasisKind, Bucket, BucketName, Category, CategoryId, ClassifyIndex, Country,
+    CrossBorder, Jurisdiction, JurisdictionDef, Mode, Region, RegionId, RuleSet, Tables, Tenant,
+    TenantId,
 };
 use crate::s3::{CopySource, Destination, Op, S3Request};
 
@@ -157,7 +158,7 @@ fn bucket(
     classify: &[(&str, CategoryId)],
 ) -> Bucket {
     Bucket {
-        name: name.into(),
+        name: BucketName::new(name).expect("a bucket name of at most 63 bytes"),
         tenant,
         region,
         category,

@@ -25,9 +25,9 @@ use time::Date;
 use toml::Spanned;
 
 use super::model::{
-    Basis, BasisKind, Bucket, BucketId, Category, CategoryId, ClassifyIndex, Country, CrossBorder,
-    Jurisdiction, JurisdictionDef, Mode, Network, Origin, Peer, Region, RegionId, RuleSet, Tables,
-    Tenant, TenantId, Validity,
+    Basis, BasisKind, Bucket, BucketId, BucketName, Category, CategoryId, ClassifyIndex, Country,
+    CrossBorder, Jurisdiction, JurisdictionDef, Mode, Network, Origin, Peer, Region, RegionId,
+    RuleSet, Tables, Tenant, TenantId, Validity,
 };
 use super::raw::{
     LocalDate, Name, RawBasis, RawBucket, RawCategory, RawClassify, RawJurisdiction, RawNetwork,
@@ -1112,7 +1112,7 @@ impl<'a> Compiler<'a> {
         valid?;
         declared?;
         Ok(Bucket {
-            name: name.as_str().into(),
+            name: BucketName::new(name).expect("bucket_name_problem allows at most 63 bytes"),
             tenant: tenant?,
             region: region?,
             category,

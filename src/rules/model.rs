@@ -3,8 +3,16 @@
 //! Names from the rule files are resolved to small integer ids once, at
 //! compile time, so the hot path compares integers and does one hash lookup
 //! per table it touches. Nothing here reads a file or a clock.
+//!
+//! The maps are hashbrown's with foldhash, not std's SipHash: a decision
+//! hashes a bucket name, a key prefix per classify length and a route, and
+//! SipHash made those hashes a tenth of a decision. foldhash is seeded at
+//! random per map, and only the rule set inserts keys, so a client choosing
+//! names can make no probe sequence longer than the rule author's keys do.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -212,9 +220,55 @@ impl ClassifyIndex {
     }
 }
 
+/// A bucket name held inline: S3 names are at most 63 bytes, so the name
+/// shares the `Bucket`'s cache lines and the bucket index confirms a probe
+/// without chasing a pointer to a string elsewhere in memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct BucketName {
+    len: u8,
+    bytes: [u8; 63],
+}
+
+impl BucketName {
+    pub const MAX_LEN: usize = 63;
+
+    /// `None` when longer than any S3 bucket name can be.
+    pub fn new(name: &str) -> Option<BucketName> {
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes
+            .get_mut(..name.len())?
+            .copy_from_slice(name.as_bytes());
+        Some(BucketName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+}
+
+impl std::ops::Deref for BucketName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Copied whole from a `&str` by `new`.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for BucketName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for BucketName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Bucket {
-    pub name: Box<str>,
+    pub name: BucketName,
     pub tenant: TenantId,
     /// `None`: the bucket lies in the instance's region.
     pub region: Option<RegionId>,
@@ -327,17 +381,21 @@ pub enum Validity {
     Revoked,
 }
 
+fn validity(today: Date, from: Date, until: Date, revoked_on: Option<Date>) -> Validity {
+    if revoked_on.is_some_and(|r| today >= r) {
+        Validity::Revoked
+    } else if today < from {
+        Validity::NotYetValid
+    } else if today > until {
+        Validity::Expired
+    } else {
+        Validity::Valid
+    }
+}
+
 impl Basis {
     pub fn validity(&self, today: Date) -> Validity {
-        if self.revoked_on.is_some_and(|r| today >= r) {
-            Validity::Revoked
-        } else if today < self.valid_from {
-            Validity::NotYetValid
-        } else if today > self.valid_until {
-            Validity::Expired
-        } else {
-            Validity::Valid
-        }
+        validity(today, self.valid_from, self.valid_until, self.revoked_on)
     }
 
     pub fn covers_category(&self, c: CategoryId) -> bool {
@@ -348,6 +406,72 @@ impl Basis {
     /// assessment open a `never` category).
     pub fn names_category(&self, c: CategoryId) -> bool {
         self.categories.as_ref().is_some_and(|cs| cs.contains(&c))
+    }
+}
+
+/// What choosing a basis reads of it (DESIGN §3 steps 9 and 10), copied
+/// beside the other bases of its route: choosing reads one run of memory
+/// rather than a `Basis` and its category list for each candidate.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteBasis {
+    pub id: BasisId,
+    pub kind: BasisKind,
+    categories: CategorySet,
+    valid_from: Date,
+    valid_until: Date,
+    revoked_on: Option<Date>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum CategorySet {
+    /// `categories = ["*"]`.
+    All,
+    /// Bit `c` for category id `c`.
+    Mask(u64),
+    /// A category id past the mask's 64 bits: the `Basis` has the list.
+    Listed,
+}
+
+impl RouteBasis {
+    fn new(id: BasisId, b: &Basis) -> RouteBasis {
+        let categories = match &b.categories {
+            None => CategorySet::All,
+            Some(cs) if cs.iter().all(|c| c.0 < 64) => {
+                CategorySet::Mask(cs.iter().fold(0, |m, c| m | 1 << c.0))
+            }
+            Some(_) => CategorySet::Listed,
+        };
+        RouteBasis {
+            id,
+            kind: b.kind,
+            categories,
+            valid_from: b.valid_from,
+            valid_until: b.valid_until,
+            revoked_on: b.revoked_on,
+        }
+    }
+
+    pub fn validity(&self, today: Date) -> Validity {
+        validity(today, self.valid_from, self.valid_until, self.revoked_on)
+    }
+
+    /// `Basis::covers_category`, reading the `Basis` only for a rule set
+    /// with more than 64 categories.
+    pub fn covers_category(&self, rules: &RuleSet, c: CategoryId) -> bool {
+        match self.categories {
+            CategorySet::All => true,
+            CategorySet::Mask(m) => c.0 < 64 && m & 1 << c.0 != 0,
+            CategorySet::Listed => rules.basis(self.id).covers_category(c),
+        }
+    }
+
+    /// `Basis::names_category`, likewise.
+    pub fn names_category(&self, rules: &RuleSet, c: CategoryId) -> bool {
+        match self.categories {
+            CategorySet::All => false,
+            CategorySet::Mask(_) => self.covers_category(rules, c),
+            CategorySet::Listed => rules.basis(self.id).names_category(c),
+        }
     }
 }
 
@@ -396,17 +520,21 @@ pub struct RuleSet {
     region_by_id: HashMap<Box<str>, RegionId>,
     category_by_id: HashMap<Box<str>, CategoryId>,
     tenant_by_id: HashMap<Box<str>, TenantId>,
-    bucket_by_name: HashMap<Box<str>, BucketId>,
+    /// Ids keyed by the name each `Bucket` holds inline: one probe reads
+    /// the id, the bucket it names is read anyway.
+    bucket_by_name: HashTable<BucketId>,
+    hasher: DefaultHashBuilder,
     peer_by_id: HashMap<Box<str>, PeerId>,
     peer_by_fingerprint: HashMap<[u8; 32], PeerId>,
     peer_by_san: HashMap<Box<str>, PeerId>,
     /// Sorted by network address; ranges do not overlap (compile checks).
     networks_v4: Vec<(ipnet::Ipv4Net, RegionId)>,
     networks_v6: Vec<(ipnet::Ipv6Net, RegionId)>,
-    /// (tenant or `*`, from, to) → bases, in order of preference (kind,
-    /// latest `valid_until`, id), expired ones included so explain can say
-    /// why each was passed over.
-    bases_by_route: HashMap<(Option<TenantId>, Jurisdiction, Jurisdiction), Vec<BasisId>>,
+    /// (tenant or `*`, from, to) → a run of `route_bases`, in order of
+    /// preference (kind, latest `valid_until`, id), expired ones included
+    /// so explain can say why each was passed over.
+    bases_by_route: HashMap<(Option<TenantId>, Jurisdiction, Jurisdiction), (u32, u32)>,
+    route_bases: Vec<RouteBasis>,
 }
 
 impl RuleSet {
@@ -429,7 +557,12 @@ impl RuleSet {
         let region_by_id = index(&tables.regions, |r| &r.id, |i| RegionId(i as u16));
         let category_by_id = index(&tables.categories, |c| &c.id, |i| CategoryId(i as u16));
         let tenant_by_id = index(&tables.tenants, |t| &t.id, |i| TenantId(i as u32));
-        let bucket_by_name = index(&tables.buckets, |b| &b.name, |i| BucketId(i as u32));
+        let hasher = DefaultHashBuilder::default();
+        let mut bucket_by_name = HashTable::with_capacity(tables.buckets.len());
+        for (i, b) in tables.buckets.iter().enumerate() {
+            let names = |id: &BucketId| hasher.hash_one(&*tables.buckets[id.0 as usize].name);
+            bucket_by_name.insert_unique(hasher.hash_one(&*b.name), BucketId(i as u32), names);
+        }
         let peer_by_id = index(&tables.peers, |p| &p.id, |i| PeerId(i as u16));
         let mut peer_by_fingerprint = HashMap::new();
         let mut peer_by_san = HashMap::new();
@@ -461,16 +594,26 @@ impl RuleSet {
                     .push(BasisId(i as u32));
             }
         }
-        for ids in bases_by_route.values_mut() {
-            ids.sort_by(|a, b| {
-                let (a, b) = (&tables.bases[a.0 as usize], &tables.bases[b.0 as usize]);
-                a.kind
-                    .preference()
-                    .cmp(&b.kind.preference())
-                    .then_with(|| b.valid_until.cmp(&a.valid_until))
-                    .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
-            });
-        }
+        let mut route_bases = Vec::new();
+        let bases_by_route = bases_by_route
+            .into_iter()
+            .map(|(route, mut ids)| {
+                ids.sort_by(|a, b| {
+                    let (a, b) = (&tables.bases[a.0 as usize], &tables.bases[b.0 as usize]);
+                    a.kind
+                        .preference()
+                        .cmp(&b.kind.preference())
+                        .then_with(|| b.valid_until.cmp(&a.valid_until))
+                        .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+                });
+                let start = route_bases.len() as u32;
+                route_bases.extend(
+                    ids.iter()
+                        .map(|&id| RouteBasis::new(id, &tables.bases[id.0 as usize])),
+                );
+                (route, (start, ids.len() as u32))
+            })
+            .collect();
 
         RuleSet {
             tables,
@@ -482,12 +625,14 @@ impl RuleSet {
             category_by_id,
             tenant_by_id,
             bucket_by_name,
+            hasher,
             peer_by_id,
             peer_by_fingerprint,
             peer_by_san,
             networks_v4,
             networks_v6,
             bases_by_route,
+            route_bases,
         }
     }
 
@@ -549,7 +694,12 @@ impl RuleSet {
         &self.tables.buckets[id.0 as usize]
     }
     pub fn bucket_by_name(&self, name: &str) -> Option<BucketId> {
-        self.bucket_by_name.get(name).copied()
+        let buckets = &self.tables.buckets;
+        self.bucket_by_name
+            .find(self.hasher.hash_one(name), |id| {
+                &*buckets[id.0 as usize].name == name
+            })
+            .copied()
     }
     pub fn basis(&self, id: BasisId) -> &Basis {
         &self.tables.bases[id.0 as usize]
@@ -590,10 +740,11 @@ impl RuleSet {
         tenant: Option<TenantId>,
         from: Jurisdiction,
         to: Jurisdiction,
-    ) -> &[BasisId] {
-        self.bases_by_route
-            .get(&(tenant, from, to))
-            .map_or(&[], Vec::as_slice)
+    ) -> &[RouteBasis] {
+        match self.bases_by_route.get(&(tenant, from, to)) {
+            Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
+            None => &[],
+        }
     }
 }
 
