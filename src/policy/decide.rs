@@ -393,7 +393,7 @@ impl Ctx<'_> {
         let base = match bucket.category {
             Some(c) => (c, CategorySource::Bucket),
             None => (
-                rules.tenant(bucket.tenant).default_category,
+                rules.tenant_default_category(bucket.tenant),
                 CategorySource::TenantDefault,
             ),
         };
@@ -497,7 +497,7 @@ impl Ctx<'_> {
     ) -> Result<(Reason, Option<BasisId>), Reason> {
         let rules = self.rules;
         if let Some(region) = leg.pin {
-            let at_home = |t: TenantId| rules.tenant(t).home_regions.contains(&region);
+            let at_home = |t: TenantId| rules.is_home(t, region);
             let pinned = at_home(leg.tenant) && leg.receiver.is_none_or(at_home);
             trace.step(4, "residency_pin", || {
                 let homes = |t: TenantId| {
@@ -713,8 +713,7 @@ impl Ctx<'_> {
 
     fn configured_mode(&self, tenant: TenantId) -> Mode {
         self.rules
-            .tenant(tenant)
-            .mode
+            .tenant_mode(tenant)
             .unwrap_or(self.inst.default_mode)
     }
 

@@ -168,55 +168,109 @@ pub struct Tenant {
     pub mode: Option<Mode>,
 }
 
-/// Classify rules of one bucket. Longest-prefix lookup probes a hash map
-/// once per distinct prefix length, longest first: the number of distinct
-/// lengths is small, whatever the number of rules.
+/// Classify rules of one bucket, sorted by prefix, their bytes side by
+/// side: a lookup reads two short runs of memory, however many rules the
+/// bucket has.
+///
+/// The longest rule that is a prefix of a key is found by binary search
+/// for the greatest prefix not above the key, then up that rule's chain of
+/// shorter rules that are prefixes of it. Every rule between a key's
+/// longest matching prefix and the key itself in sorted order begins with
+/// that prefix, so the chain leads to it; the walk is at most as long as
+/// the deepest nesting of rules within the bucket.
 #[derive(Clone, Debug, Default)]
 pub struct ClassifyIndex {
-    by_prefix: HashMap<Box<str>, CategoryId>,
-    /// Distinct prefix lengths in bytes, longest first.
-    lengths: Vec<usize>,
+    rules: Box<[ClassifyRule]>,
+    /// The prefixes, in the order of `rules`.
+    bytes: Box<str>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ClassifyRule {
+    end: u32,
+    category: CategoryId,
+    /// The longest other rule that is a prefix of this one.
+    parent: Option<u32>,
 }
 
 impl ClassifyIndex {
+    /// Rules with distinct prefixes (compile reports duplicates).
     pub fn new(rules: impl IntoIterator<Item = (Box<str>, CategoryId)>) -> ClassifyIndex {
-        let by_prefix: HashMap<Box<str>, CategoryId> = rules.into_iter().collect();
-        let mut lengths: Vec<usize> = by_prefix.keys().map(|p| p.len()).collect();
-        lengths.sort_unstable_by(|a, b| b.cmp(a));
-        lengths.dedup();
-        ClassifyIndex { by_prefix, lengths }
+        let mut sorted: Vec<(Box<str>, CategoryId)> = rules.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        let mut bytes = String::with_capacity(sorted.iter().map(|(p, _)| p.len()).sum());
+        let mut rules: Vec<ClassifyRule> = Vec::with_capacity(sorted.len());
+        // The rules that are prefixes of the one before, longest last: in
+        // sorted order, a rule's prefixes among the rules come before it.
+        let mut open: Vec<u32> = Vec::new();
+        for (i, (prefix, category)) in sorted.iter().enumerate() {
+            while let Some(&top) = open.last() {
+                if prefix.starts_with(&*sorted[top as usize].0) {
+                    break;
+                }
+                open.pop();
+            }
+            bytes.push_str(prefix);
+            rules.push(ClassifyRule {
+                end: bytes.len() as u32,
+                category: *category,
+                parent: open.last().copied(),
+            });
+            open.push(i as u32);
+        }
+        ClassifyIndex {
+            rules: rules.into(),
+            bytes: bytes.into(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_prefix.is_empty()
+        self.rules.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    fn prefix(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |j| self.rules[j].end as usize);
+        &self.bytes[start..self.rules[i].end as usize]
+    }
+
+    fn rules(&self) -> impl Iterator<Item = (&str, CategoryId)> {
+        (0..self.rules.len()).map(|i| (self.prefix(i), self.rules[i].category))
     }
 
     /// The rule with the longest prefix of `key`.
     pub fn longest(&self, key: &str) -> Option<(&str, CategoryId)> {
-        for &len in &self.lengths {
-            if len > key.len() || !key.is_char_boundary(len) {
-                continue;
-            }
-            if let Some((p, c)) = self.by_prefix.get_key_value(&key[..len]) {
-                return Some((p, *c));
+        // Binary search for the number of prefixes not above `key`.
+        let (mut lo, mut hi) = (0, self.rules.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.prefix(mid) <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
         }
-        None
+        let mut at = lo.checked_sub(1)?;
+        loop {
+            let prefix = self.prefix(at);
+            if key.starts_with(prefix) {
+                return Some((prefix, self.rules[at].category));
+            }
+            at = self.rules[at].parent? as usize;
+        }
     }
 
     /// The strictest rule whose prefix overlaps a listing of `prefix`: the
     /// listing may return keys under any such rule. Lists are rarer than
     /// object reads, and this walks only one bucket's rules.
     pub fn strictest_overlapping(&self, prefix: &str) -> Option<(&str, CategoryId)> {
-        self.by_prefix
-            .iter()
-            .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(&***p))
-            .map(|(p, c)| (&**p, *c))
+        self.rules()
+            .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p))
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_prefix.len()
     }
 }
 
@@ -416,35 +470,52 @@ impl Basis {
 pub struct RouteBasis {
     pub id: BasisId,
     pub kind: BasisKind,
-    categories: CategorySet,
+    /// `None` is `categories = ["*"]`.
+    categories: Option<IdMask>,
     valid_from: Date,
     valid_until: Date,
     revoked_on: Option<Date>,
 }
 
+/// A set of small ids as a bit mask, so membership reads no list. A set
+/// with an id past 63 cannot be one: `Listed` sends the question to the
+/// list it was made from.
 #[derive(Clone, Copy, Debug)]
-enum CategorySet {
-    /// `categories = ["*"]`.
-    All,
-    /// Bit `c` for category id `c`.
+enum IdMask {
     Mask(u64),
-    /// A category id past the mask's 64 bits: the `Basis` has the list.
     Listed,
+}
+
+impl IdMask {
+    fn of(ids: impl IntoIterator<Item = u16>) -> IdMask {
+        let mut mask = 0u64;
+        for id in ids {
+            match 1u64.checked_shl(id.into()) {
+                Some(bit) => mask |= bit,
+                None => return IdMask::Listed,
+            }
+        }
+        IdMask::Mask(mask)
+    }
+
+    /// `None`: ask the list.
+    fn contains(self, id: u16) -> Option<bool> {
+        match self {
+            IdMask::Mask(m) => Some(1u64.checked_shl(id.into()).is_some_and(|b| m & b != 0)),
+            IdMask::Listed => None,
+        }
+    }
 }
 
 impl RouteBasis {
     fn new(id: BasisId, b: &Basis) -> RouteBasis {
-        let categories = match &b.categories {
-            None => CategorySet::All,
-            Some(cs) if cs.iter().all(|c| c.0 < 64) => {
-                CategorySet::Mask(cs.iter().fold(0, |m, c| m | 1 << c.0))
-            }
-            Some(_) => CategorySet::Listed,
-        };
         RouteBasis {
             id,
             kind: b.kind,
-            categories,
+            categories: b
+                .categories
+                .as_ref()
+                .map(|cs| IdMask::of(cs.iter().map(|c| c.0))),
             valid_from: b.valid_from,
             valid_until: b.valid_until,
             revoked_on: b.revoked_on,
@@ -458,20 +529,18 @@ impl RouteBasis {
     /// `Basis::covers_category`, reading the `Basis` only for a rule set
     /// with more than 64 categories.
     pub fn covers_category(&self, rules: &RuleSet, c: CategoryId) -> bool {
-        match self.categories {
-            CategorySet::All => true,
-            CategorySet::Mask(m) => c.0 < 64 && m & 1 << c.0 != 0,
-            CategorySet::Listed => rules.basis(self.id).covers_category(c),
-        }
+        self.categories.is_none_or(|m| {
+            m.contains(c.0)
+                .unwrap_or_else(|| rules.basis(self.id).covers_category(c))
+        })
     }
 
     /// `Basis::names_category`, likewise.
     pub fn names_category(&self, rules: &RuleSet, c: CategoryId) -> bool {
-        match self.categories {
-            CategorySet::All => false,
-            CategorySet::Mask(_) => self.covers_category(rules, c),
-            CategorySet::Listed => rules.basis(self.id).names_category(c),
-        }
+        self.categories.is_some_and(|m| {
+            m.contains(c.0)
+                .unwrap_or_else(|| rules.basis(self.id).names_category(c))
+        })
     }
 }
 
@@ -507,6 +576,15 @@ pub struct Tables {
     pub bases: Vec<Basis>,
 }
 
+type Route = (Option<TenantId>, Jurisdiction, Jurisdiction);
+
+#[derive(Clone, Copy, Debug)]
+struct TenantHot {
+    default_category: CategoryId,
+    mode: Option<Mode>,
+    homes: IdMask,
+}
+
 /// The immutable, indexed rule set.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -520,6 +598,9 @@ pub struct RuleSet {
     region_by_id: HashMap<Box<str>, RegionId>,
     category_by_id: HashMap<Box<str>, CategoryId>,
     tenant_by_id: HashMap<Box<str>, TenantId>,
+    /// What every decision reads of its tenants, a fraction of the size of
+    /// `Tenant`s, so that it stays in cache as buckets come and go.
+    tenant_hot: Vec<TenantHot>,
     /// Ids keyed by the name each `Bucket` holds inline: one probe reads
     /// the id, the bucket it names is read anyway.
     bucket_by_name: HashTable<BucketId>,
@@ -533,7 +614,7 @@ pub struct RuleSet {
     /// (tenant or `*`, from, to) → a run of `route_bases`, in order of
     /// preference (kind, latest `valid_until`, id), expired ones included
     /// so explain can say why each was passed over.
-    bases_by_route: HashMap<(Option<TenantId>, Jurisdiction, Jurisdiction), (u32, u32)>,
+    bases_by_route: HashMap<Route, (u32, u32)>,
     route_bases: Vec<RouteBasis>,
 }
 
@@ -557,6 +638,15 @@ impl RuleSet {
         let region_by_id = index(&tables.regions, |r| &r.id, |i| RegionId(i as u16));
         let category_by_id = index(&tables.categories, |c| &c.id, |i| CategoryId(i as u16));
         let tenant_by_id = index(&tables.tenants, |t| &t.id, |i| TenantId(i as u32));
+        let tenant_hot = tables
+            .tenants
+            .iter()
+            .map(|t| TenantHot {
+                default_category: t.default_category,
+                mode: t.mode,
+                homes: IdMask::of(t.home_regions.iter().map(|r| r.0)),
+            })
+            .collect();
         let hasher = DefaultHashBuilder::default();
         let mut bucket_by_name = HashTable::with_capacity(tables.buckets.len());
         for (i, b) in tables.buckets.iter().enumerate() {
@@ -624,6 +714,7 @@ impl RuleSet {
             region_by_id,
             category_by_id,
             tenant_by_id,
+            tenant_hot,
             bucket_by_name,
             hasher,
             peer_by_id,
@@ -686,6 +777,21 @@ impl RuleSet {
     }
     pub fn tenant(&self, id: TenantId) -> &Tenant {
         &self.tables.tenants[id.0 as usize]
+    }
+    /// `Tenant::mode`.
+    pub fn tenant_mode(&self, id: TenantId) -> Option<Mode> {
+        self.tenant_hot[id.0 as usize].mode
+    }
+    /// `Tenant::default_category`.
+    pub fn tenant_default_category(&self, id: TenantId) -> CategoryId {
+        self.tenant_hot[id.0 as usize].default_category
+    }
+    /// Whether `region` is one of the tenant's `home_regions`.
+    pub fn is_home(&self, id: TenantId, region: RegionId) -> bool {
+        self.tenant_hot[id.0 as usize]
+            .homes
+            .contains(region.0)
+            .unwrap_or_else(|| self.tenant(id).home_regions.contains(&region))
     }
     pub fn tenant_by_id(&self, id: &str) -> Option<TenantId> {
         self.tenant_by_id.get(id).copied()
@@ -758,4 +864,45 @@ fn index<T, I: Copy>(
         .enumerate()
         .map(|(i, t)| (name(t).clone(), id(i)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::{CategoryId, ClassifyIndex};
+
+    /// The binary search and parent walk against the definition: the
+    /// longest rule that is a prefix of the key, over nested and sibling
+    /// prefixes from a small alphabet, so that most keys meet several.
+    #[test]
+    fn longest_prefix_agrees_with_trying_every_rule() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let word = |rng: &mut StdRng, max: usize| -> String {
+            (0..rng.gen_range(0..=max))
+                .map(|_| ['a', 'b', '/', 'é'][rng.gen_range(0..4)])
+                .collect()
+        };
+        for _ in 0..500 {
+            let mut rules: Vec<(String, CategoryId)> = Vec::new();
+            for c in 0..rng.gen_range(0..12) {
+                let p = word(&mut rng, 5);
+                if !rules.iter().any(|(q, _)| *q == p) {
+                    rules.push((p, CategoryId(c)));
+                }
+            }
+            let index = ClassifyIndex::new(rules.iter().map(|(p, c)| (p.as_str().into(), *c)));
+            assert_eq!(index.len(), rules.len());
+            for _ in 0..50 {
+                let key = word(&mut rng, 7);
+                let expected = rules
+                    .iter()
+                    .filter(|(p, _)| key.starts_with(p.as_str()))
+                    .max_by_key(|(p, _)| p.len())
+                    .map(|(p, c)| (p.as_str(), *c));
+                assert_eq!(index.longest(&key), expected, "{key:?} in {rules:?}");
+            }
+        }
+    }
 }
