@@ -1,25 +1,38 @@
-//! The audit writer: one thread owns the log, chains the records and
-//! group-commits them.
+//! The audit writer: one log, chained and group-committed.
 //!
-//! Requests hand records over a bounded channel. The writer takes whatever
-//! is queued, serializes and chains it into one buffer, hands that to the
-//! kernel with one `write(2)`, fsyncs once if the mode says so, and only
-//! then answers every decision in the batch. Under load a batch holds many
-//! records, so the cost of a write and of an fsync is shared; with no load
-//! a record is written as soon as it arrives. Only the writer assigns
-//! `seq` and `prev`, so the chain needs no lock.
+//! With `fsync = "batch"` or `"never"` the request task writes its own
+//! record: it serializes it without any lock, then takes the log's mutex,
+//! chains the line (seq and `prev`), hands it to the kernel with one
+//! `write(2)` and returns. Handing records to a thread cost a futex wake
+//! there and another back per request: two context switches when the gate
+//! runs on one core, about 40 % of its CPU under small GETs (BENCHMARKS.md).
+//! A write of a line to the page cache takes a few microseconds, so holding
+//! the mutex across it costs less than the hop did; while one task writes,
+//! the others wait for the mutex, and the kernel, not a buffer, batches.
 //!
-//! A failed batch leaves no trace: the file is cut back to the end of the
-//! last good batch, `seq` and `prev` are rewound, and the next batch tries
+//! With `fsync = "always"` an answer waits for an fsync, which is too long
+//! to hold the mutex for: requests hand records over a bounded channel to
+//! the writer thread, which chains whatever is queued into one buffer,
+//! writes it with one `write(2)`, fsyncs once and only then answers every
+//! decision in the batch, so the cost of the fsync is shared. Both paths
+//! chain and write with the same code, under the same mutex.
+//!
+//! A failed write leaves no trace: the file is cut back to the end of the
+//! last good write, `seq` and `prev` are rewound, and the next write tries
 //! again (reopening the segment, or starting a new one if it is gone).
 //!
-//! Between batches, and on a timer when none come, the writer seals the
-//! open segment once it is full or old, and writes a checkpoint when the
-//! last one is old and records came since. Both first fsync what they
-//! vouch for, whatever `fsync` says: a seal or checkpoint that outlived its
-//! records in a power cut would accuse an honest log of being cut. They
-//! are the only places that sign, so the cost of a signature is paid once
-//! per segment and once per checkpoint interval, never per record.
+//! The writer thread keeps everything that needs a clock. In batch mode it
+//! fsyncs every `batch_ms` while records come in, on a duplicate of the
+//! open segment's descriptor and outside the mutex, so requests keep
+//! writing meanwhile; a request that leaves work due before the thread's
+//! next planned wake (the first unsynced record, a full segment, a
+//! completion to retry) sends it a wake. It seals the open segment once it
+//! is full or old, and writes a checkpoint when the last one is old and
+//! records came since. Both first fsync what they vouch for, whatever
+//! `fsync` says: a seal or checkpoint that outlived its records in a power
+//! cut would accuse an honest log of being cut. They are the only places
+//! that sign, so the cost of a signature is paid once per segment and once
+//! per checkpoint interval, never per record.
 //!
 //! [`AuditHandle::shutdown`] seals the open segment too, so a log that was
 //! stopped cleanly has every record under a seal; only a crash leaves the
@@ -33,7 +46,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -64,7 +77,9 @@ pub struct AuditConfig {
     pub instance: String,
     pub fsync: FsyncMode,
     pub batch_ms: u64,
-    /// Records that may wait for the writer; further callers wait for room.
+    /// With `fsync = "always"`, records that may wait for the writer
+    /// thread (further callers wait for room); in every mode, completions
+    /// of failed writes kept to be retried.
     pub queue: usize,
     /// A segment is sealed once it holds this many bytes…
     pub segment_bytes: u64,
@@ -106,7 +121,9 @@ pub struct AuditStats {
     /// completions are retried while there is room), or sent to a writer
     /// that has stopped.
     pub lost_total: AtomicU64,
-    /// Records handed to the writer and not yet taken by it.
+    /// Records waiting to be written: with `fsync = "always"` those in the
+    /// writer thread's channel; otherwise request tasks waiting for the
+    /// log's mutex while another writes.
     pub queue_depth: AtomicU64,
     /// Successful batch writes: one `write(2)` each (more only if the
     /// kernel takes a buffer in pieces).
@@ -179,15 +196,34 @@ pub enum AuditUnavailable {
 
 type Ack = oneshot::Sender<Result<Written, AuditUnavailable>>;
 
+/// Who hears how a record's write went.
+enum Reply {
+    /// Nobody: a completion, kept to be retried when its write fails.
+    Unawaited,
+    /// A decision sent to the writer thread.
+    Ack(Ack),
+    /// The decision's own task, writing it: it gets the result returned.
+    Caller,
+}
+
 enum Msg {
-    Record(Unchained, Option<Ack>),
+    Record(Unchained, Reply),
+    /// Work came due before the writer thread planned to wake.
+    Wake,
     Shutdown(oneshot::Sender<()>),
 }
+
+/// The log, shared by the writer thread and (unless `fsync = "always"`)
+/// the request tasks; `None` once the writer has stopped.
+type Shared = Arc<Mutex<Option<Writer>>>;
 
 /// A cheap handle on the one writer of a log.
 #[derive(Clone)]
 pub struct AuditHandle {
     tx: mpsc::Sender<Msg>,
+    log: Shared,
+    /// Whether request tasks write their records themselves.
+    direct: bool,
     instance: Arc<str>,
     stats: Arc<AuditStats>,
 }
@@ -208,17 +244,22 @@ pub fn start(cfg: AuditConfig) -> io::Result<AuditHandle> {
     let stats = Arc::new(AuditStats::default());
     let writer = Writer::recover(&cfg, lock, stats.clone())?;
     stats.healthy.store(true, Relaxed);
-    let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-    // A runtime of its own only for the channel and the batch-fsync timer:
-    // the file I/O blocks this dedicated thread and nothing else.
+    let max_batch = cfg.queue.max(1);
+    let (tx, rx) = mpsc::channel(max_batch);
+    let log: Shared = Arc::new(Mutex::new(Some(writer)));
+    // A runtime of its own only for the channel and the timers: the file
+    // I/O blocks this dedicated thread and nothing else.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
+    let thread_log = log.clone();
     std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || rt.block_on(writer.run(rx)))?;
+        .spawn(move || rt.block_on(run(thread_log, rx, max_batch)))?;
     Ok(AuditHandle {
         tx,
+        log,
+        direct: cfg.fsync != FsyncMode::Always,
         instance: cfg.instance.into(),
         stats,
     })
@@ -229,29 +270,41 @@ impl AuditHandle {
     /// `fsync = "always"` once it is on disk: a crash of the process after
     /// this never loses it.
     pub async fn decision(&self, rec: DecisionRecord) -> Result<Written, AuditUnavailable> {
+        let rec = Record::Decision(Box::new(rec));
+        if self.direct {
+            return self.write(rec, Reply::Caller);
+        }
         let (ack, answer) = oneshot::channel();
-        self.enqueue(Record::Decision(Box::new(rec)), Some(ack))
-            .await?;
+        self.enqueue(rec, Reply::Ack(ack)).await?;
         answer.await.unwrap_or_else(|_| {
             self.stats.lost_total.fetch_add(1, Relaxed);
             Err(AuditUnavailable::Stopped)
         })
     }
 
-    /// Queues the record; it is written with the next batch, unawaited.
+    /// Writes the record, or queues it for the next batch, unawaited.
     pub async fn completion(&self, rec: CompletionRecord) {
         // A stopped writer has counted the loss; the request has ended and
         // has nobody to tell.
-        let _ = self.enqueue(Record::Completion(rec), None).await;
+        let rec = Record::Completion(rec);
+        if self.direct {
+            let _ = self.write(rec, Reply::Unawaited);
+        } else {
+            let _ = self.enqueue(rec, Reply::Unawaited).await;
+        }
     }
 
-    /// Queues the record if the queue has room now, without waiting or a
-    /// task of its own; gives it back when the queue is full.
+    /// Writes the record, or queues it if the queue has room now, without
+    /// waiting or a task of its own; gives it back when the queue is full.
     #[must_use]
     pub fn try_completion(&self, rec: CompletionRecord) -> Option<CompletionRecord> {
+        if self.direct {
+            let _ = self.write(Record::Completion(rec), Reply::Unawaited);
+            return None;
+        }
         match self.tx.try_reserve() {
             Ok(permit) => {
-                self.send(permit, Record::Completion(rec), None);
+                self.send(permit, Record::Completion(rec), Reply::Unawaited);
                 None
             }
             Err(mpsc::error::TrySendError::Full(())) => Some(rec),
@@ -262,21 +315,41 @@ impl AuditHandle {
         }
     }
 
-    async fn enqueue(&self, rec: Record, ack: Option<Ack>) -> Result<(), AuditUnavailable> {
+    /// Chains and writes the record in this task (see the module docs).
+    fn write(&self, rec: Record, reply: Reply) -> Result<Written, AuditUnavailable> {
+        let rec = Unchained::new(rec, &self.instance);
+        self.stats.queue_depth.fetch_add(1, Relaxed);
+        let mut guard = self.log.lock();
+        self.stats.queue_depth.fetch_sub(1, Relaxed);
+        // A panic while the log was held may have left it half-changed: a
+        // poisoned log counts as stopped.
+        let Some(writer) = guard.as_mut().ok().and_then(|log| log.as_mut()) else {
+            self.stats.lost_total.fetch_add(1, Relaxed);
+            return Err(AuditUnavailable::Stopped);
+        };
+        let written = writer.write(rec, reply);
+        if writer.wake_due() {
+            // A full channel holds a wake already; a closed one, nobody.
+            let _ = self.tx.try_send(Msg::Wake);
+        }
+        written
+    }
+
+    async fn enqueue(&self, rec: Record, reply: Reply) -> Result<(), AuditUnavailable> {
         // `reserve` waits for room without taking the record, so a caller
         // that gives up while waiting leaves nothing behind.
         let Ok(permit) = self.tx.reserve().await else {
             self.stats.lost_total.fetch_add(1, Relaxed);
             return Err(AuditUnavailable::Stopped);
         };
-        self.send(permit, rec, ack);
+        self.send(permit, rec, reply);
         Ok(())
     }
 
-    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record, ack: Option<Ack>) {
+    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record, reply: Reply) {
         let rec = Unchained::new(rec, &self.instance);
         self.stats.queue_depth.fetch_add(1, Relaxed);
-        permit.send(Msg::Record(rec, ack));
+        permit.send(Msg::Record(rec, reply));
     }
 
     pub fn stats(&self) -> &AuditStats {
@@ -321,6 +394,11 @@ struct Writer {
     /// Completions of failed batches: nobody waits for them, so they are
     /// kept (up to `max_batch`) and written first in the next batch.
     retry: Vec<Unchained>,
+    /// The batch of a record written by its own task: kept for its
+    /// allocation.
+    pending: Vec<(Unchained, Reply)>,
+    /// When the writer thread plans to wake next, while it waits.
+    thread_wakes_at: Option<Instant>,
     last_failure: Instant,
     /// Written since the last fsync.
     dirty: bool,
@@ -369,6 +447,8 @@ impl Writer {
             prev: GENESIS.to_owned(),
             buf: Vec::new(),
             retry: Vec::new(),
+            pending: Vec::new(),
+            thread_wakes_at: None,
             last_failure: now,
             dirty: false,
             last_sync: now,
@@ -487,51 +567,14 @@ impl Writer {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut batch = Vec::new();
-        let mut done = Vec::new();
-        loop {
-            let msg = match self.wake_at() {
-                Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
-                    Ok(msg) => msg,
-                    Err(_) => {
-                        self.on_timer();
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            // `None`: every handle is gone.
-            let Some(msg) = msg else { break };
-            route(msg, &mut batch, &mut done);
-            for _ in 1..self.max_batch {
-                let Ok(msg) = rx.try_recv() else { break };
-                route(msg, &mut batch, &mut done);
-            }
-            if !done.is_empty() {
-                // Whatever is still queued was sent before the caller saw
-                // the shutdown finish: write it too.
-                rx.close();
-                while let Ok(msg) = rx.try_recv() {
-                    route(msg, &mut batch, &mut done);
-                }
-            }
-            self.stats
-                .queue_depth
-                .fetch_sub(batch.len() as u64, Relaxed);
-            self.commit(&mut batch);
-            if !done.is_empty() {
-                break;
-            }
-            // Under steady load the timer never fires.
-            self.seal_if_due();
-            self.checkpoint_if_due(false);
-        }
-        // Stopping: shutdown was asked for, or every handle is gone.
-        if self.fsync != FsyncMode::Never || !done.is_empty() {
+    /// Stops the writer: fsyncs, seals the open segment when a shutdown
+    /// asked for it, and writes a last checkpoint. Dropping it then closes
+    /// the segment and frees the log.
+    fn stop(mut self, shutdown: bool) {
+        if self.fsync != FsyncMode::Never || shutdown {
             self.sync_now();
         }
-        if !done.is_empty() {
+        if shutdown {
             // Every record sealed: the next start opens a new segment, as
             // after a rotation. Only a crash leaves a segment open.
             self.seal();
@@ -540,16 +583,10 @@ impl Writer {
         self.stats
             .lost_total
             .fetch_add(self.retry.len() as u64, Relaxed);
-        // Closes the segment and frees the log before anyone hears that the
-        // shutdown is done and starts a new writer on it.
-        drop(self);
-        for d in done {
-            let _ = d.send(());
-        }
     }
 
-    /// When the writer must act without a new record: a batch-mode fsync
-    /// that is due, completions to retry, a segment to seal, or a
+    /// When the writer thread must act without a new record: a batch-mode
+    /// fsync that is due, completions to retry, a segment to seal, or a
     /// checkpoint to write.
     fn wake_at(&self) -> Option<Instant> {
         let sync = (self.fsync == FsyncMode::Batch && self.dirty)
@@ -566,22 +603,86 @@ impl Writer {
         [sync, retry, seal, checkpoint].into_iter().flatten().min()
     }
 
-    fn on_timer(&mut self) {
-        if !self.retry.is_empty() && self.last_failure.elapsed() >= RETRY_AFTER {
-            self.commit(&mut Vec::new());
+    /// Whether a write made work due before the writer thread planned to
+    /// wake; if so, the thread is taken to wake then.
+    fn wake_due(&mut self) -> bool {
+        let at = self.wake_at();
+        let due = at.is_some_and(|at| self.thread_wakes_at.is_none_or(|planned| at < planned));
+        if due {
+            self.thread_wakes_at = at;
         }
-        if self.dirty && self.last_sync.elapsed() >= self.batch_interval {
-            self.sync_now();
-        }
-        self.seal_if_due();
-        self.checkpoint_if_due(false);
+        due
     }
 
-    /// Chains and writes the retried completions and `batch`, then answers.
-    fn commit(&mut self, batch: &mut Vec<(Unchained, Option<Ack>)>) {
-        batch.splice(0..0, self.retry.drain(..).map(|rec| (rec, None)));
+    /// Does what is due on the clock, and returns the batch-mode fsync to
+    /// run outside the mutex, if one is due.
+    fn on_timer(&mut self) -> Option<(File, u64)> {
+        if !self.retry.is_empty() && self.last_failure.elapsed() >= RETRY_AFTER {
+            let _ = self.commit(&mut Vec::new());
+        }
+        // These fsync first, under the mutex, so the batch fsync after
+        // them is then not due.
+        self.seal_if_due();
+        self.checkpoint_if_due(false);
+        if self.fsync != FsyncMode::Batch
+            || !self.dirty
+            || self.last_sync.elapsed() < self.batch_interval
+        {
+            return None;
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        // With no segment open (after a failure) there is nothing to sync:
+        // the next good write's fsync covers the file's earlier writes too.
+        let seg = self.log.open.as_ref()?;
+        match seg.file.try_clone() {
+            Ok(file) => Some((file, self.next_seq - 1)),
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    /// The end of a batch-mode fsync of the segment that held `seq`. A
+    /// failed write since cut back only records after `seq`, so they are
+    /// on disk whatever happened meanwhile.
+    fn batch_synced(&mut self, seq: u64, synced: io::Result<()>) {
+        match synced {
+            Ok(()) => {
+                self.stats.fsyncs_total.fetch_add(1, Relaxed);
+                self.synced_to(seq);
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Chains and writes one record in the caller's task; returns its seq.
+    fn write(&mut self, rec: Unchained, reply: Reply) -> Result<Written, AuditUnavailable> {
+        let mut batch = std::mem::take(&mut self.pending);
+        batch.push((rec, reply));
+        let written = self.commit(&mut batch);
+        // Kept, empty, for its allocation.
+        self.pending = batch;
+        // The thread would seal a full segment too, but only once it ran:
+        // requests meanwhile would grow the segment past its size. Once
+        // per segment, the request that filled it pays for the seal.
+        self.seal_if_due();
+        // Retried completions go first: the caller's record is the last.
+        written.map(|()| Written {
+            seq: self.next_seq - 1,
+        })
+    }
+
+    /// Chains and writes the retried completions and `batch`, then answers
+    /// those waiting on the channel.
+    fn commit(&mut self, batch: &mut Vec<(Unchained, Reply)>) -> Result<(), AuditUnavailable> {
+        batch.splice(
+            0..0,
+            self.retry.drain(..).map(|rec| (rec, Reply::Unawaited)),
+        );
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
         let (first_seq, first_prev) = (self.next_seq, self.prev.clone());
         self.buf.clear();
@@ -600,11 +701,12 @@ impl Writer {
                 if !self.stats.healthy.swap(true, Relaxed) {
                     tracing::info!("audit log writable again");
                 }
-                for (seq, (_, ack)) in (first_seq..).zip(batch.drain(..)) {
-                    if let Some(ack) = ack {
+                for (seq, (_, reply)) in (first_seq..).zip(batch.drain(..)) {
+                    if let Reply::Ack(ack) = reply {
                         let _ = ack.send(Ok(Written { seq }));
                     }
                 }
+                Ok(())
             }
             Err(e) => {
                 self.next_seq = first_seq;
@@ -612,18 +714,20 @@ impl Writer {
                 self.log.rollback();
                 self.fail(&e);
                 let err = AuditUnavailable::Write(Arc::new(e));
-                for (rec, ack) in batch.drain(..) {
-                    match ack {
-                        Some(ack) => {
-                            self.stats.lost_total.fetch_add(1, Relaxed);
-                            let _ = ack.send(Err(err.clone()));
+                for (rec, reply) in batch.drain(..) {
+                    match reply {
+                        Reply::Unawaited if self.retry.len() < self.max_batch => {
+                            self.retry.push(rec)
                         }
-                        None if self.retry.len() < self.max_batch => self.retry.push(rec),
-                        None => {
+                        reply => {
                             self.stats.lost_total.fetch_add(1, Relaxed);
+                            if let Reply::Ack(ack) = reply {
+                                let _ = ack.send(Err(err.clone()));
+                            }
                         }
                     }
                 }
+                Err(err)
             }
         }
     }
@@ -638,20 +742,13 @@ impl Writer {
     }
 
     /// Writes the chained `batch` (in `buf`), which follows `first_prev`.
-    fn write_batch(
-        &mut self,
-        batch: &[(Unchained, Option<Ack>)],
-        first_prev: &str,
-    ) -> io::Result<()> {
+    fn write_batch(&mut self, batch: &[(Unchained, Reply)], first_prev: &str) -> io::Result<()> {
         let first_seq = self.next_seq - batch.len() as u64;
         let seg = self.log.open(first_seq, first_prev)?;
         seg.file.write_all(&self.buf)?;
         self.stats.writes_total.fetch_add(1, Relaxed);
-        let sync = match self.fsync {
-            FsyncMode::Always => true,
-            FsyncMode::Batch => self.last_sync.elapsed() >= self.batch_interval,
-            FsyncMode::Never => false,
-        };
+        // In batch mode the writer thread fsyncs, without the mutex.
+        let sync = self.fsync == FsyncMode::Always;
         if sync {
             seg.file.sync_data()?;
             self.stats.fsyncs_total.fetch_add(1, Relaxed);
@@ -703,8 +800,16 @@ impl Writer {
     fn mark_synced(&mut self) {
         self.dirty = false;
         self.last_sync = Instant::now();
-        self.synced_seq = self.next_seq - 1;
-        self.stats.synced_seq.store(self.synced_seq, Relaxed);
+        self.synced_to(self.next_seq - 1);
+    }
+
+    /// Records up to `seq` are on disk.
+    fn synced_to(&mut self, seq: u64) {
+        // A batch fsync that ran outside the mutex may end after a seal's.
+        if seq > self.synced_seq {
+            self.synced_seq = seq;
+            self.stats.synced_seq.store(seq, Relaxed);
+        }
     }
 
     /// Whether every record written is on disk, after an fsync if needed.
@@ -812,9 +917,80 @@ impl Writer {
     }
 }
 
-fn route(msg: Msg, batch: &mut Vec<(Unchained, Option<Ack>)>, done: &mut Vec<oneshot::Sender<()>>) {
+/// The writer thread: the batches of `fsync = "always"`, the clock, and
+/// the stop.
+async fn run(log: Shared, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
+    let mut batch = Vec::new();
+    let mut done = Vec::new();
+    while let Some(wake_at) = tick(&log) {
+        let msg = match wake_at {
+            Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => continue,
+            },
+            None => rx.recv().await,
+        };
+        // `None`: every handle is gone.
+        let Some(msg) = msg else { break };
+        route(msg, &mut batch, &mut done);
+        for _ in 1..max_batch {
+            let Ok(msg) = rx.try_recv() else { break };
+            route(msg, &mut batch, &mut done);
+        }
+        if !done.is_empty() {
+            // Whatever is still queued was sent before the caller saw the
+            // shutdown finish: write it too.
+            rx.close();
+            while let Ok(msg) = rx.try_recv() {
+                route(msg, &mut batch, &mut done);
+            }
+        }
+        if !batch.is_empty() {
+            let Ok(mut guard) = log.lock() else { break };
+            let Some(writer) = guard.as_mut() else { break };
+            writer
+                .stats
+                .queue_depth
+                .fetch_sub(batch.len() as u64, Relaxed);
+            let _ = writer.commit(&mut batch);
+        }
+        if !done.is_empty() {
+            break;
+        }
+    }
+    // Stopping: shutdown was asked for, or every handle is gone. Taken out
+    // of the mutex, so that requests from now on are refused, and dropped
+    // before anyone hears that the shutdown is done and starts a new writer
+    // on the log.
+    let writer = log.lock().ok().and_then(|mut log| log.take());
+    if let Some(writer) = writer {
+        writer.stop(!done.is_empty());
+    }
+    for d in done {
+        let _ = d.send(());
+    }
+}
+
+/// Does what is due on the clock; returns when the thread is to wake next,
+/// or `None` when the log is gone (a panic poisoned it).
+fn tick(log: &Shared) -> Option<Option<Instant>> {
+    let mut guard = log.lock().ok()?;
+    if let Some((file, seq)) = guard.as_mut()?.on_timer() {
+        drop(guard);
+        let synced = file.sync_data();
+        guard = log.lock().ok()?;
+        guard.as_mut()?.batch_synced(seq, synced);
+    }
+    let writer = guard.as_mut()?;
+    let at = writer.wake_at();
+    writer.thread_wakes_at = at;
+    Some(at)
+}
+
+fn route(msg: Msg, batch: &mut Vec<(Unchained, Reply)>, done: &mut Vec<oneshot::Sender<()>>) {
     match msg {
-        Msg::Record(rec, ack) => batch.push((rec, ack)),
+        Msg::Record(rec, reply) => batch.push((rec, reply)),
+        Msg::Wake => {}
         Msg::Shutdown(d) => done.push(d),
     }
 }
