@@ -7,8 +7,11 @@
 //! there and another back per request: two context switches when the gate
 //! runs on one core, about 40 % of its CPU under small GETs (BENCHMARKS.md).
 //! A write of a line to the page cache takes a few microseconds, so holding
-//! the mutex across it costs less than the hop did; while one task writes,
-//! the others wait for the mutex, and the kernel, not a buffer, batches.
+//! the mutex across it costs less than the hop did. While one task writes,
+//! the others wait for the mutex: each record is a `write(2)` of its own,
+//! which costs more than the thread's batches when many callers do nothing
+//! but write (the writer bench), less in the gate. The request that fills
+//! a segment seals it, before others could grow it past its size.
 //!
 //! With `fsync = "always"` an answer waits for an fsync, which is too long
 //! to hold the mutex for: requests hand records over a bounded channel to
@@ -25,9 +28,9 @@
 //! fsyncs every `batch_ms` while records come in, on a duplicate of the
 //! open segment's descriptor and outside the mutex, so requests keep
 //! writing meanwhile; a request that leaves work due before the thread's
-//! next planned wake (the first unsynced record, a full segment, a
-//! completion to retry) sends it a wake. It seals the open segment once it
-//! is full or old, and writes a checkpoint when the last one is old and
+//! next planned wake (the first unsynced record, a completion to retry)
+//! sends it a wake. It seals the open segment once it is full or old, when
+//! no request did, and writes a checkpoint when the last one is old and
 //! records came since. Both first fsync what they vouch for, whatever
 //! `fsync` says: a seal or checkpoint that outlived its records in a power
 //! cut would accuse an honest log of being cut. They are the only places
