@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{boto_at, Gate, Upstream, ACCESS_KEY, SECRET_KEY};
+use common::{boto_at, eventually, Gate, Upstream, ACCESS_KEY, SECRET_KEY};
 
 const PREFIX: &str = "fleet/eu";
 const ARCHIVED: &str = "gatekeeper_audit_archived_segments_total";
@@ -75,20 +75,11 @@ fn seal_of(segment: &str) -> String {
     segment.replace(".jsonl", ".seal.json")
 }
 
-/// Waits, with a deadline, until `done` holds.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Waits until every sealed segment is archived: the counter reaches the
 /// number of seals.
 fn wait_archived(gate: &Gate, at_least: usize) -> Vec<String> {
     let mut seals = Vec::new();
-    wait_for("every sealed segment archived", || {
+    eventually("every sealed segment archived", || {
         seals = names(&audit_dir(gate), ".seal.json");
         seals.len() >= at_least && gate.metric(ARCHIVED) == seals.len() as f64
     });
@@ -171,7 +162,7 @@ fn sealed_segments_reach_the_store_byte_for_byte_and_only_then_leave_the_disk() 
         .map(|n| std::fs::metadata(local.join(n)).unwrap().len())
         .sum();
     let seals = wait_archived(&gate, seals.len() + sealed_at_stop.len());
-    wait_for("deletion", || {
+    eventually("deletion", || {
         names(&local, ".jsonl")
             .iter()
             .all(|n| *n >= keep || !seals.contains(&seal_of(n)))
@@ -256,7 +247,7 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        wait_for("moto to listen", || {
+        eventually("moto to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         moto
@@ -346,7 +337,7 @@ fn an_archive_that_is_down_deletes_nothing_and_is_tried_again() {
     ));
     traffic(&gate);
     let local = audit_dir(&gate);
-    wait_for("two failed rounds", || gate.metric(ERRORS) >= 2.0);
+    eventually("two failed rounds", || gate.metric(ERRORS) >= 2.0);
     let seals = names(&local, ".seal.json");
     assert!(seals.len() >= 3, "{seals:?}");
     for seal in &seals {
@@ -359,7 +350,7 @@ fn an_archive_that_is_down_deletes_nothing_and_is_tried_again() {
     create_bucket(&moto.endpoint, "Bucket='audit-later'");
     let seals = wait_archived(&gate, seals.len());
     let keep = resume_from(&local);
-    wait_for("deletion", || {
+    eventually("deletion", || {
         names(&local, ".jsonl")
             .iter()
             .all(|n| *n >= keep || !seals.contains(&seal_of(n)))
@@ -397,7 +388,7 @@ fn an_https_archive_is_trusted_through_its_ca() {
     // The system's roots do not know the dev CA: every round fails.
     let gate = Gate::spawn(gate_dir(&upstream, &url, ""));
     traffic(&gate);
-    wait_for("a failed round", || gate.metric(ERRORS) >= 1.0);
+    eventually("a failed round", || gate.metric(ERRORS) >= 1.0);
     assert_eq!(gate.metric(ARCHIVED), 0.0);
 
     let dir = stop(gate);

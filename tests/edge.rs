@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{add_to_section, http_raw, Gate, Upstream};
+use common::{add_to_section, eventually, http_raw, Gate, Upstream};
 
 fn gate_with(upstream: &Upstream, sections: &[(&str, &str)], extra: &str) -> Gate {
     let dir = Gate::prepare(
@@ -426,15 +426,6 @@ fn admin_post(gate: &Gate, path: &str, auth: Option<&str>) -> (u16, String) {
             body.len()
         ),
     )
-}
-
-/// Waits for `done` to hold, for as long as a busy machine may need.
-fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gatekeeper::proxy::forward::StoreOptions;
 
@@ -581,4 +581,14 @@ pub fn certs_dev(out: &Path, clients: &[&str]) {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+}
+
+/// Waits for `done` to hold, polling, for as long as a busy machine may
+/// need (60 s), and fails the test naming `what` if it never does.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
