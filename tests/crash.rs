@@ -10,9 +10,8 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{Gate, Upstream, ACCESS_KEY, SECRET_KEY};
+use common::{eventually, Gate, Upstream, ACCESS_KEY, SECRET_KEY};
 
 /// PUTs from many threads until the gate is gone (a few refusals in a
 /// row) or `GK_SECONDS` have passed; prints how many succeeded and failed.
@@ -100,11 +99,9 @@ fn killed_under_load_recovers(fsync: &str) {
     gate.boto(r#"out(attempt(client().create_bucket, Bucket="acme-data")["ok"])"#);
 
     let load = start_load(&gate, 120);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stored(&upstream).len() < 40 {
-        assert!(Instant::now() < deadline, "the load made no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the load stored 40 objects", || {
+        stored(&upstream).len() >= 40
+    });
     let dir = gate.crash();
     let at_kill = stored(&upstream).len();
     let load = load.wait_with_output().unwrap();

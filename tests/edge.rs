@@ -707,16 +707,25 @@ def readyz():
     except OSError as e:
         return 0, str(e)
 
-time.sleep(0.2)
+# Polled, not slept: readiness turns as soon as the signal is taken.
+deadline = time.time() + 10
+while readyz()[0] == 200 and time.time() < deadline:
+    time.sleep(0.01)
 results["readyz"] = readyz()
 # Within the delay new requests are still taken; after it, not.
 results["during_delay"] = attempt(s3.head_bucket, Bucket="acme-data")["status"]
-time.sleep(1.5)
-try:
-    socket.create_connection(("127.0.0.1", {s3_port}), timeout=2).close()
-    results["after_delay"] = "accepted"
-except OSError as e:
-    results["after_delay"] = type(e).__name__
+
+def connect():
+    try:
+        socket.create_connection(("127.0.0.1", {s3_port}), timeout=2).close()
+        return "accepted"
+    except OSError as e:
+        return type(e).__name__
+
+deadline = time.time() + 10
+while (after := connect()) == "accepted" and time.time() < deadline:
+    time.sleep(0.05)
+results["after_delay"] = after
 results["readyz_later"] = readyz()
 results["in_flight_when_closed"] = sum(t.is_alive() for t in threads)
 for t in threads + busy_threads:

@@ -8,9 +8,8 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{Gate, Upstream};
+use common::{eventually, Gate, Upstream};
 
 const GB: &str = "81.2.69.142";
 
@@ -222,25 +221,18 @@ fn replaced_certificates_take_effect_and_broken_ones_do_not() {
     for f in ["server.pem", "server-key.pem"] {
         std::fs::copy(fresh.join(f), certs.join(f)).unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !trusts(&fresh.join("ca.pem")) {
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate never took effect"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the new certificate in effect", || {
+        trusts(&fresh.join("ca.pem"))
+    });
 
     // Counted from here: the watcher may already have failed once on the
     // pair above, seen half-copied.
     let failed = r#"gatekeeper_tls_reloads_total{result="error"}"#;
     let errors = gate.metric(failed);
     std::fs::write(certs.join("server.pem"), "not a certificate").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gate.metric(failed) == errors {
-        assert!(Instant::now() < deadline, "the broken file was never read");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the broken certificate file read", || {
+        gate.metric(failed) != errors
+    });
     assert!(
         trusts(&fresh.join("ca.pem")),
         "a broken certificate file keeps the one in force"
