@@ -504,7 +504,9 @@ struct Writer {
     /// Locked for as long as this writer owns the log.
     _lock: File,
     instance: String,
-    signer: Option<Signer>,
+    /// Shared with the writer thread's checkpoints, which sign outside
+    /// the mutex.
+    signer: Option<Arc<Signer>>,
     fsync: FsyncMode,
     batch_interval: Duration,
     segment_bytes: u64,
@@ -545,7 +547,12 @@ impl Writer {
     /// is read through for what its seal will say, fsynced, and appended
     /// to.
     fn recover(cfg: &AuditConfig, lock: File, stats: Arc<AuditStats>) -> io::Result<Writer> {
-        let signer = cfg.signing_key.as_deref().map(Signer::load).transpose()?;
+        let signer = cfg
+            .signing_key
+            .as_deref()
+            .map(Signer::load)
+            .transpose()?
+            .map(Arc::new);
         let now = Instant::now();
         let mut writer = Writer {
             _lock: lock,
@@ -698,7 +705,7 @@ impl Writer {
             // after a rotation. Only a crash leaves a segment open.
             self.seal();
         }
-        self.checkpoint_if_due(true);
+        self.final_checkpoint();
         self.stats
             .lost_total
             .fetch_add(self.retry.len() as u64, Relaxed);
@@ -733,34 +740,58 @@ impl Writer {
         due
     }
 
-    /// Does what is due on the clock, and returns the batch-mode fsync to
-    /// run outside the mutex, if one is due.
-    fn on_timer(&mut self) -> Option<(File, u64)> {
+    /// Does what is due on the clock, and returns what is to be done
+    /// outside the mutex: the batch-mode fsync, and the checkpoint, which
+    /// fsyncs first whatever `fsync` says. Requests keep writing meanwhile;
+    /// under the mutex, a checkpoint's two fsyncs and its signature held
+    /// them up for milliseconds every `checkpoint_interval`.
+    fn on_timer(&mut self) -> Option<Background> {
         if !self.retry.is_empty() && self.last_failure.elapsed() >= RETRY_AFTER {
             let _ = self.commit(&mut Vec::new());
         }
-        // These fsync first, under the mutex, so the batch fsync after
-        // them is then not due.
+        // A seal fsyncs first, under the mutex, so the batch fsync after
+        // it is then not due.
         self.seal_if_due();
-        self.checkpoint_if_due(false);
-        if self.fsync != FsyncMode::Batch
-            || !self.dirty
-            || self.last_sync.elapsed() < self.batch_interval
-        {
+        let seq = self.next_seq - 1;
+        let checkpoint = seq > self.checkpointed_seq
+            && self.last_checkpoint.elapsed() >= self.checkpoint_interval;
+        let sync = (checkpoint || self.fsync == FsyncMode::Batch)
+            && self.synced_seq < seq
+            && (checkpoint || self.last_sync.elapsed() >= self.batch_interval);
+        if !checkpoint && !sync {
             return None;
         }
-        self.dirty = false;
-        self.last_sync = Instant::now();
-        // With no segment open (after a failure) there is nothing to sync:
-        // the next good write's fsync covers the file's earlier writes too.
-        let seg = self.log.open.as_ref()?;
-        match seg.file.try_clone() {
-            Ok(file) => Some((file, self.next_seq - 1)),
-            Err(e) => {
-                self.fail(&e);
-                None
+        if checkpoint {
+            self.last_checkpoint = Instant::now();
+        }
+        let mut work = Background {
+            sync: None,
+            seq,
+            checkpoint: None,
+        };
+        if sync {
+            self.dirty = false;
+            self.last_sync = Instant::now();
+            // With no segment open (after a failure) there is nothing to
+            // sync: the next good write's fsync covers the file's earlier
+            // writes too. A checkpoint waits for that.
+            let seg = self.log.open.as_ref()?;
+            match seg.file.try_clone() {
+                Ok(file) => work.sync = Some(file),
+                Err(e) => {
+                    self.fail(&e);
+                    return None;
+                }
             }
         }
+        if checkpoint {
+            work.checkpoint = Some(Publish {
+                path: self.log.dir.join(CHECKPOINT_FILE),
+                statement: self.checkpoint(),
+                signer: self.signer.clone(),
+            });
+        }
+        Some(work)
     }
 
     /// The end of a batch-mode fsync of the segment that held `seq`. A
@@ -987,49 +1018,41 @@ impl Writer {
         sealed
     }
 
-    /// Writes a checkpoint of the last record when records came since the
-    /// last one, and `checkpoint_interval` has passed or `now` says so.
-    fn checkpoint_if_due(&mut self, now: bool) {
+    /// Writes a last checkpoint, when records came since the last one.
+    fn final_checkpoint(&mut self) {
         let last = self.next_seq - 1;
-        if last == self.checkpointed_seq
-            || (!now && self.last_checkpoint.elapsed() < self.checkpoint_interval)
-        {
+        if last == self.checkpointed_seq || !self.all_synced() {
             return;
         }
-        self.last_checkpoint = Instant::now();
-        if !self.all_synced() {
-            return;
+        let statement = self.checkpoint();
+        if self.publish(&self.log.dir.join(CHECKPOINT_FILE), &statement) {
+            self.checkpointed(last);
         }
-        let statement = Statement::Checkpoint(Checkpoint {
+    }
+
+    /// A checkpoint of the last record written.
+    fn checkpoint(&self) -> Statement {
+        Statement::Checkpoint(Checkpoint {
             instance: self.instance.clone(),
             segment: chain::segment_name(self.tip_segment),
-            seq: last,
+            seq: self.next_seq - 1,
             hash: self.prev.clone(),
             ts: timestamp(OffsetDateTime::now_utc()),
             key_id: self.key_id(),
-        });
-        if self.publish(&self.log.dir.join(CHECKPOINT_FILE), &statement) {
-            self.stats.checkpoints_total.fetch_add(1, Relaxed);
-            self.checkpointed_seq = last;
-        }
+        })
+    }
+
+    fn checkpointed(&mut self, seq: u64) {
+        self.stats.checkpoints_total.fetch_add(1, Relaxed);
+        self.checkpointed_seq = seq;
     }
 
     fn key_id(&self) -> Option<String> {
         self.signer.as_ref().map(|s| s.id.clone())
     }
 
-    /// Writes a seal or checkpoint. A failure is counted and left to be
-    /// tried again; it does not make the log unhealthy, as the records are
-    /// written.
     fn publish(&self, path: &Path, statement: &Statement) -> bool {
-        match seal::write(path, statement, self.signer.as_ref()) {
-            Ok(()) => true,
-            Err(e) => {
-                self.stats.seal_errors_total.fetch_add(1, Relaxed);
-                tracing::warn!(file = %path.display(), error = %e, "cannot write an audit seal or checkpoint");
-                false
-            }
-        }
+        publish(path, statement, self.signer.as_deref(), &self.stats)
     }
 
     fn fail(&mut self, e: &io::Error) {
@@ -1108,15 +1131,62 @@ async fn run(log: Shared, stats: Arc<AuditStats>, mut rx: mpsc::Receiver<Msg>, m
     }
 }
 
+/// Writes a seal or checkpoint. A failure is counted and left to be tried
+/// again; it does not make the log unhealthy, as the records are written.
+fn publish(
+    path: &Path,
+    statement: &Statement,
+    signer: Option<&Signer>,
+    stats: &AuditStats,
+) -> bool {
+    match seal::write(path, statement, signer) {
+        Ok(()) => true,
+        Err(e) => {
+            stats.seal_errors_total.fetch_add(1, Relaxed);
+            tracing::warn!(file = %path.display(), error = %e, "cannot write an audit seal or checkpoint");
+            false
+        }
+    }
+}
+
+/// What the writer thread does outside the mutex (see `on_timer`).
+struct Background {
+    /// A duplicate of the open segment's descriptor, to fsync.
+    sync: Option<File>,
+    /// The last record written when this was planned.
+    seq: u64,
+    /// A checkpoint vouching for `seq`, once it is on disk.
+    checkpoint: Option<Publish>,
+}
+
+struct Publish {
+    path: PathBuf,
+    statement: Statement,
+    signer: Option<Arc<Signer>>,
+}
+
 /// Does what is due on the clock; returns when the thread is to wake next,
 /// or `None` when the log is gone (a panic poisoned it).
 fn tick(log: &Shared) -> Option<Option<Instant>> {
     let mut guard = lock(&log.log)?;
-    if let Some((file, seq)) = guard.as_mut()?.on_timer() {
+    if let Some(work) = guard.as_mut()?.on_timer() {
         drop(guard);
-        let synced = file.sync_data();
+        let synced = work.sync.as_ref().map(File::sync_data);
         guard = lock(&log.log)?;
-        guard.as_mut()?.batch_synced(seq, synced);
+        let writer = guard.as_mut()?;
+        if let Some(synced) = synced {
+            writer.batch_synced(work.seq, synced);
+        }
+        // A failed fsync leaves the checkpoint to the next interval.
+        if let Some(cp) = work.checkpoint.filter(|_| writer.synced_seq >= work.seq) {
+            let stats = writer.stats.clone();
+            drop(guard);
+            let published = publish(&cp.path, &cp.statement, cp.signer.as_deref(), &stats);
+            guard = lock(&log.log)?;
+            if published {
+                guard.as_mut()?.checkpointed(work.seq);
+            }
+        }
     }
     let writer = guard.as_mut()?;
     let at = writer.wake_at();
