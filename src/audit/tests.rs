@@ -507,29 +507,64 @@ async fn batch_mode_fsyncs_on_its_timer() {
     assert!(audit.stats().fsyncs_total.load(Relaxed) > after_writes);
 }
 
-/// `fsync = "batch"`: a record is written by its caller's task, so it is
-/// written when the call returns, without the writer thread; that thread
-/// then fsyncs on its timer what was answered.
+/// `fsync = "batch"`: a decision is written by its caller's task, so it
+/// is written when the call returns, without the writer thread. A
+/// completion waits in the inbox while the thread's fsync is due within
+/// `batch_ms`: the next decision takes it along in its own write, or else
+/// the thread writes it when it wakes to fsync.
 #[tokio::test]
-async fn batch_mode_writes_in_the_callers_task_and_syncs_on_the_thread() {
+async fn batch_mode_writes_decisions_at_once_and_completions_with_the_next_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), FsyncMode::Batch, 1 << 20);
-    cfg.batch_ms = 50;
+    // Long enough that the thread's fsync cannot come between the steps.
+    cfg.batch_ms = 1000;
     let audit = start(cfg).unwrap();
+    let stats = audit.stats();
+    let counts = || {
+        (
+            stats.records_total.load(Relaxed),
+            stats.writes_total.load(Relaxed),
+        )
+    };
     assert_eq!(audit.decision(decision(0)).await.unwrap().seq, 1);
-    for i in 0..100 {
+    assert_eq!(counts(), (1, 1));
+    for i in 0..3 {
         assert!(audit.try_completion(completion(i)).is_none());
-        // Checked at once: a thread woken to write it would lose this race.
-        assert_eq!(audit.stats().records_total.load(Relaxed), i + 2);
     }
+    assert_eq!(counts(), (1, 1));
+    assert_eq!(stats.queue_depth.load(Relaxed), 3);
+    // The three completions go first, in one write with the decision.
+    assert_eq!(audit.decision(decision(1)).await.unwrap().seq, 5);
+    assert_eq!(counts(), (5, 2));
+    assert!(audit.try_completion(completion(3)).is_none());
+    assert_eq!(counts(), (5, 2));
+    eventually(
+        "the thread's fsync, then the parked completion written",
+        || counts() == (6, 3),
+    )
+    .await;
     let text = fs::read_to_string(newest_segment(dir.path())).unwrap();
-    assert_eq!(text.lines().count(), 101);
+    let events: Vec<_> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].clone())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "decision",
+            "completion",
+            "completion",
+            "completion",
+            "decision",
+            "completion"
+        ]
+    );
     eventually("every record fsynced", || {
-        audit.stats().synced_seq.load(Relaxed) == 101
+        stats.synced_seq.load(Relaxed) == 6
     })
     .await;
     audit.shutdown().await;
-    assert_eq!(verify_chain(dir.path()).unwrap().records, 101);
+    assert_eq!(verify_chain(dir.path()).unwrap().records, 6);
 }
 
 /// A write that really fails: the next segment is `/dev/full`, where every
