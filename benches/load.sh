@@ -341,7 +341,14 @@ log "load generator + backend on CPU $LOADGEN_CPU, proxy under test on CPU $PROX
 for cfg in "${CONFIGS[@]}"; do start_server "$cfg"; done
 log "gatekeeper: $(curl -sS -D - -o /dev/null "http://127.0.0.1:$GATE_PORT/bench/small.bin" | tr -d '\r' | grep -i '^x-gatekeeper' | tr '\n' ' ')"
 START=$SECONDS
-GK_DESC="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binary built $(date -u -r "$GK_BIN" +%FT%TZ)"
+# A binary given in GK_BIN need not be this tree's build: name it by path
+# and digest, not by the tree's commit.
+if [[ "$GK_BIN" == "$ROOT/target/release/gatekeeper" ]]; then
+    GK_DESC="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty')"
+else
+    GK_DESC="$GK_BIN (sha256 $(sha256sum "$GK_BIN" | cut -c1-12))"
+fi
+GK_DESC="$GK_DESC, binary built $(date -u -r "$GK_BIN" +%FT%TZ)"
 
 if [[ " $PHASES " == *" closed "* ]]; then
     for cfg in "${CONFIGS[@]}"; do warm "$cfg"; done
