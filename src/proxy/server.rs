@@ -405,8 +405,10 @@ struct Clock {
 struct ClockState {
     in_flight: usize,
     /// When the connection went idle, or when the first byte of the next
-    /// request arrived.
-    since: Instant,
+    /// request arrived: read from the clock only once the reader has to
+    /// wait, as on a busy connection the next request is mostly there
+    /// already. `None` until then.
+    since: Option<Instant>,
     reading_head: bool,
     /// The connection's reader, woken when the last request ends so that
     /// the idle clock is armed without waiting for a byte.
@@ -428,7 +430,7 @@ impl Clock {
             send_timeout: limits.send_timeout,
             state: Mutex::new(ClockState {
                 in_flight: 0,
-                since: Instant::now(),
+                since: None,
                 reading_head: false,
                 reader: None,
                 expired: None,
@@ -449,7 +451,11 @@ impl Clock {
         state.in_flight += 1;
         state.reading_head = false;
         state.requests += 1;
-        Busy(this.clone(), state.requests)
+        Busy {
+            clock: this.clone(),
+            id: state.requests,
+            handed: false,
+        }
     }
 
     fn expired(&self) -> Option<Expiry> {
@@ -457,15 +463,23 @@ impl Clock {
     }
 }
 
-/// A request in flight on a connection, and its number there.
-struct Busy(Arc<Clock>, u64);
+/// A request in flight on a connection.
+struct Busy {
+    clock: Arc<Clock>,
+    /// Its number on the connection.
+    id: u64,
+    /// It may be in `waiting`: most responses are taken whole, and leave
+    /// the clock's lock alone until they end.
+    handed: bool,
+}
 
 impl Busy {
     /// The response handed hyper a frame: the client must make room for
     /// the next within `send_timeout`.
-    fn handed(&self) {
-        let mut state = self.0.state();
-        state.waiting.push((self.1, Instant::now()));
+    fn handed(&mut self) {
+        self.handed = true;
+        let mut state = self.clock.state();
+        state.waiting.push((self.id, Instant::now()));
         if !state.send_armed {
             if let Some(reader) = &state.reader {
                 reader.wake_by_ref();
@@ -474,18 +488,23 @@ impl Busy {
     }
 
     /// Hyper asks for the next frame: the client made room.
-    fn taken(&self) {
-        self.0.state().waiting.retain(|w| w.0 != self.1);
+    fn taken(&mut self) {
+        if std::mem::take(&mut self.handed) {
+            let id = self.id;
+            self.clock.state().waiting.retain(|w| w.0 != id);
+        }
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.waiting.retain(|w| w.0 != self.1);
+        let mut state = self.clock.state();
+        if self.handed {
+            state.waiting.retain(|w| w.0 != self.id);
+        }
         state.in_flight -= 1;
         if state.in_flight == 0 {
-            state.since = Instant::now();
+            state.since = None;
             state.reading_head = false;
             if let Some(reader) = state.reader.take() {
                 reader.wake();
@@ -597,7 +616,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before && state.in_flight == 0 && !state.reading_head {
                     state.reading_head = true;
-                    state.since = Instant::now();
+                    state.since = None;
                 }
                 Poll::Ready(Ok(()))
             }
@@ -624,14 +643,14 @@ impl<I: AsyncRead + Unpin> AsyncRead for Timed<I> {
                 } else if state.reading_head {
                     (
                         Expiry::Header,
-                        state.since,
+                        *state.since.get_or_insert_with(Instant::now),
                         this.clock.header_timeout,
                         "request head not received in time",
                     )
                 } else {
                     (
                         Expiry::Idle,
-                        state.since,
+                        *state.since.get_or_insert_with(Instant::now),
                         this.clock.idle_timeout,
                         "connection idle",
                     )
