@@ -91,20 +91,18 @@ impl Upstream {
         &self,
         mut req: Request<ReqBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let original = req.uri().clone();
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
         // HTTP/2 clients name the host only in :authority; HTTP/1.1 upstreams
         // need it as Host, and it is the value the client signed.
         if !req.headers().contains_key(http::header::HOST) {
-            if let Some(a) = original.authority() {
+            if let Some(a) = &parts.authority {
                 if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                     req.headers_mut().insert(http::header::HOST, v);
                 }
             }
         }
-        let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
-        parts.path_and_query = original.path_and_query().cloned();
         *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
         *req.version_mut() = http::Version::HTTP_11;
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
