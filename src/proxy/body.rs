@@ -103,35 +103,58 @@ pub enum Ending {
 
 /// Called once when a response body is finished with, however it ended.
 pub trait OnEnd: Send + Unpin + 'static {
-    fn end(&mut self, ending: Ending, bytes_out: u64);
+    fn end(self, ending: Ending, bytes_out: u64);
 }
 
 /// A streamed upstream response body: counts bytes, cuts off an upstream
 /// that goes quiet for longer than `idle`, and reports how it ended — also
 /// when the client goes away and hyper drops it unfinished.
-pub struct UpstreamBody<E: OnEnd> {
-    inner: Incoming,
+pub struct UpstreamBody<E: OnEnd, B: Body = Incoming> {
+    inner: B,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// Made the first time the upstream has nothing to send, so that a
+    /// body that never waits (most small objects arrive with their head)
+    /// reads no clock and registers no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The timer runs from when the upstream last went quiet; each frame
+    /// stops it.
+    waiting: bool,
     bytes: u64,
     on_end: Option<E>,
 }
 
-impl<E: OnEnd> UpstreamBody<E> {
-    pub fn new(inner: Incoming, idle: Duration, on_end: E) -> Self {
+impl<E: OnEnd, B: Body> UpstreamBody<E, B> {
+    pub fn new(inner: B, idle: Duration, on_end: E) -> Self {
         UpstreamBody {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            waiting: false,
             bytes: 0,
             on_end: Some(on_end),
         }
     }
 
     fn finish(&mut self, ending: Ending) {
-        if let Some(mut e) = self.on_end.take() {
+        if let Some(e) = self.on_end.take() {
             e.end(ending, self.bytes);
         }
+    }
+
+    /// Whether the upstream has now been quiet for `idle`, starting the
+    /// clock if it only just went quiet.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.idle;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
     }
 }
 
@@ -149,7 +172,11 @@ impl std::error::Error for IdleTimeout {}
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl<E: OnEnd> Body for UpstreamBody<E> {
+impl<E: OnEnd, B: Body> Body for UpstreamBody<E, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -163,8 +190,7 @@ impl<E: OnEnd> Body for UpstreamBody<E> {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
                 }
-                let deadline = Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                this.waiting = false;
                 if this.inner.is_end_stream() {
                     this.finish(Ending::Complete);
                 }
@@ -179,7 +205,7 @@ impl<E: OnEnd> Body for UpstreamBody<E> {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                if this.idle_expired(cx) {
                     this.finish(Ending::UpstreamError);
                     return Poll::Ready(Some(Err(Box::new(IdleTimeout))));
                 }
@@ -197,7 +223,7 @@ impl<E: OnEnd> Body for UpstreamBody<E> {
     }
 }
 
-impl<E: OnEnd> Drop for UpstreamBody<E> {
+impl<E: OnEnd, B: Body> Drop for UpstreamBody<E, B> {
     fn drop(&mut self) {
         // A body hyper never had to poll (HEAD, 204, 304) ended normally.
         let ending = if self.inner.is_end_stream() {
@@ -243,5 +269,89 @@ impl<E: OnEnd> Body for RespBody<E> {
             RespBody::Full(None) => SizeHint::with_exact(0),
             RespBody::Upstream(u) => u.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A body the test feeds frame by frame, as an upstream would.
+    struct Fed(mpsc::UnboundedReceiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    type Ended = Arc<Mutex<Option<(Ending, u64)>>>;
+
+    struct Report(Ended);
+
+    impl OnEnd for Report {
+        fn end(self, ending: Ending, bytes_out: u64) {
+            *self.0.lock().unwrap() = Some((ending, bytes_out));
+        }
+    }
+
+    fn fed(
+        idle: Duration,
+    ) -> (
+        mpsc::UnboundedSender<Bytes>,
+        UpstreamBody<Report, Fed>,
+        Ended,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ended = Ended::default();
+        let body = UpstreamBody::new(Fed(rx), idle, Report(ended.clone()));
+        (tx, body, ended)
+    }
+
+    /// Bounds a wait that a broken timer would make endless.
+    async fn bounded<T>(f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("the body ended")
+    }
+
+    #[tokio::test]
+    async fn an_upstream_quiet_for_the_idle_time_is_cut_off() {
+        let (tx, mut body, ended) = fed(Duration::from_millis(100));
+        tx.send(Bytes::from_static(b"part")).unwrap();
+        let first = bounded(body.frame()).await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "part");
+        let cut = bounded(body.frame()).await.unwrap().unwrap_err();
+        assert!(cut.is::<IdleTimeout>(), "{cut}");
+        assert_eq!(*ended.lock().unwrap(), Some((Ending::UpstreamError, 4)));
+    }
+
+    #[tokio::test]
+    async fn each_frame_starts_the_idle_time_again() {
+        // Four pauses of 300 ms under an idle time of 1 s: a timer that
+        // kept running from the first wait would cut the body off.
+        let (tx, body, ended) = fed(Duration::from_secs(1));
+        let feed = tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                tx.send(Bytes::from_static(b"x")).unwrap();
+            }
+        });
+        let got = bounded(body.collect()).await.unwrap().to_bytes();
+        assert_eq!(got, "xxxx");
+        feed.await.unwrap();
+        assert_eq!(*ended.lock().unwrap(), Some((Ending::Complete, 4)));
     }
 }

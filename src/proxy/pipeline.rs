@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ipnet::IpNet;
@@ -26,9 +27,16 @@ use crate::s3::post::{self, PostForm};
 use crate::s3::{self, replication, Direction, Hosts, Op, S3Error, S3Request};
 use crate::snapshot::Snapshot;
 use crate::tls::ClientCert;
+use prometheus::IntCounter;
 
 /// The header that carries a stored or declared category.
 const CATEGORY_HEADER: &str = "x-amz-meta-data-category";
+// Pre-parsed: a `&str` name is validated, and a custom one copied, on
+// every use.
+const STORED_CATEGORY: HeaderName = HeaderName::from_static(CATEGORY_HEADER);
+const DECISION: HeaderName = HeaderName::from_static("x-gatekeeper-decision");
+const REASON: HeaderName = HeaderName::from_static("x-gatekeeper-reason");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-gatekeeper-request-id");
 
 /// What the connection tells about the requester.
 #[derive(Clone, Debug)]
@@ -73,12 +81,37 @@ impl RequestIds {
         }
     }
 
-    fn next(&self) -> String {
-        format!(
-            "{:08x}{:012x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+    fn next(&self) -> RequestId {
+        let mut id = [0; 20];
+        let (prefix, count) = id.split_at_mut(8);
+        hex(prefix, self.prefix.into());
+        // 12 digits hold 2^48 requests: centuries at any rate one process
+        // can serve.
+        hex(count, self.next.fetch_add(1, Ordering::Relaxed));
+        RequestId(id)
+    }
+}
+
+/// The low `out.len()` hex digits of `n`, lower case.
+fn hex(out: &mut [u8], mut n: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
+}
+
+/// A request's id, 20 hex digits held inline: naming the request in its
+/// header, records and errors copies it only where they keep it.
+#[derive(Clone, Copy)]
+pub struct RequestId([u8; 20]);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+
+    fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.0).expect("hex digits are a header value")
     }
 }
 
@@ -115,7 +148,7 @@ struct Malformed<'a> {
     client_ip: IpAddr,
     error: S3Error,
     resource: &'a str,
-    request_id: &'a str,
+    request_id: RequestId,
     close: bool,
 }
 
@@ -125,7 +158,7 @@ struct Refusal<'a> {
     decision: &'static str,
     reason: &'static str,
     resource: &'a str,
-    request_id: &'a str,
+    request_id: RequestId,
     /// The request body was left unread: the connection cannot be reused.
     close: bool,
 }
@@ -143,7 +176,9 @@ impl Gate {
         let start = Instant::now();
         let request_id = self.ids.next();
         let snap = self.snapshots.load_full();
-        let resource = req.uri().path().to_owned();
+        // Refusals name the path; the request itself goes upstream.
+        let uri = req.uri().clone();
+        let resource = uri.path();
         let unread = has_body(req.headers());
 
         let mut s3req =
@@ -163,8 +198,8 @@ impl Gate {
                         error,
                         decision: "deny",
                         reason,
-                        resource: &resource,
-                        request_id: &request_id,
+                        resource,
+                        request_id,
                         close: unread,
                     });
                 }
@@ -186,8 +221,8 @@ impl Gate {
             requester,
             client_ip,
             error,
-            resource: &resource,
-            request_id: &request_id,
+            resource,
+            request_id,
             close,
         };
         let (destinations, body) = match s3req.op.config_body() {
@@ -254,7 +289,7 @@ impl Gate {
             &facts,
             &decision,
             client_ip,
-            &request_id,
+            request_id.as_str(),
             arrival,
             status,
         );
@@ -273,31 +308,30 @@ impl Gate {
                 error,
                 decision: verdict.as_str(),
                 reason: reason.as_str(),
-                resource: &resource,
-                request_id: &request_id,
+                resource,
+                request_id,
                 close: unread,
             });
         }
 
         let completion = Completion {
-            audit: self.audit.clone(),
             // Fails only once shutdown waits in `settle`, after every
             // listener has stopped.
             open: self.completions.clone().try_read_owned().ok(),
-            metrics: self.metrics.clone(),
-            request_id: request_id.clone(),
+            moved: self.transfer_bytes(&snap, &decision, s3req.op.direction()),
+            gate: self.clone(),
+            request_id,
             start,
             status: 0,
             progress,
             category: decision
                 .category
                 .map(|c| snap.rules.category(c).id.to_string()),
-            bytes_metric: transfer_labels(&snap, &decision, s3req.op.direction()),
-            instance: self.settings.record.instance.clone(),
         };
         let permit = Permit(());
         self.forward(
             permit,
+            resource,
             &snap,
             &s3req,
             &facts,
@@ -314,6 +348,7 @@ impl Gate {
     async fn forward(
         &self,
         _permit: Permit,
+        resource: &str,
         snap: &Snapshot,
         s3req: &S3Request,
         facts: &Facts<'_>,
@@ -323,8 +358,7 @@ impl Gate {
         mut completion: Completion,
         req: Request<ReqBody>,
     ) -> Response<Body> {
-        let resource = req.uri().path().to_owned();
-        let request_id = completion.request_id.clone();
+        let request_id = completion.request_id;
         let resp = match self.upstream.send(req).await {
             Ok(r) => r,
             // The upload failed because the client went away, not the
@@ -341,8 +375,8 @@ impl Gate {
                     error,
                     decision: verdict.as_str(),
                     reason: reason.as_str(),
-                    resource: &resource,
-                    request_id: &request_id,
+                    resource,
+                    request_id,
                     close: true,
                 });
             }
@@ -368,8 +402,8 @@ impl Gate {
                     error,
                     decision: verdict.as_str(),
                     reason: reason.as_str(),
-                    resource: &resource,
-                    request_id: &request_id,
+                    resource,
+                    request_id,
                     close: false,
                 });
             }
@@ -379,7 +413,7 @@ impl Gate {
         let mut verdict = verdict;
         let mut reason = reason;
         if s3req.op.direction() == Direction::Egress && parts.status.is_success() {
-            if let Some(stored) = parts.headers.get(CATEGORY_HEADER) {
+            if let Some(stored) = parts.headers.get(STORED_CATEGORY) {
                 let stored = stored.to_str().unwrap_or("\u{fffd}");
                 let recheck = Facts {
                     stored_category: Some(stored),
@@ -402,8 +436,8 @@ impl Gate {
                         error,
                         decision: second.verdict.as_str(),
                         reason: second.reason.as_str(),
-                        resource: &resource,
-                        request_id: &request_id,
+                        resource,
+                        request_id,
                         close: false,
                     });
                 }
@@ -416,7 +450,7 @@ impl Gate {
             &mut parts.headers,
             verdict.as_str(),
             reason.as_str(),
-            &request_id,
+            request_id,
         );
         Response::from_parts(
             parts,
@@ -451,7 +485,7 @@ impl Gate {
                 &facts,
                 &decision,
                 m.client_ip,
-                m.request_id,
+                m.request_id.as_str(),
                 arrival,
                 Some(m.error.status),
             );
@@ -506,6 +540,24 @@ impl Gate {
         S3Error::new(status, code, message)
     }
 
+    /// The `gatekeeper_transfer_bytes_total` series a forwarded request
+    /// adds its bytes to, looked up once at its decision.
+    fn transfer_bytes(
+        &self,
+        snap: &Snapshot,
+        d: &Decision,
+        direction: Direction,
+    ) -> Option<(IntCounter, Direction)> {
+        let from = d.from?.jurisdiction?;
+        let to = d.to?.jurisdiction?;
+        let series = self.metrics.transfer_bytes.with_label_values(&[
+            snap.rules.jurisdiction_name(from),
+            snap.rules.jurisdiction_name(to),
+            direction.as_str(),
+        ]);
+        Some((series, direction))
+    }
+
     fn count(
         &self,
         snap: &Snapshot,
@@ -529,16 +581,6 @@ impl Gate {
                 .inc();
         }
     }
-}
-
-fn transfer_labels(snap: &Snapshot, d: &Decision, direction: Direction) -> Option<[String; 3]> {
-    let from = d.from?.jurisdiction?;
-    let to = d.to?.jurisdiction?;
-    Some([
-        snap.rules.jurisdiction_name(from).to_owned(),
-        snap.rules.jurisdiction_name(to).to_owned(),
-        direction.as_str().to_owned(),
-    ])
 }
 
 /// Whether the request announces a body (which an early answer leaves
@@ -613,16 +655,14 @@ async fn read_form(
     }
 }
 
-fn mark(headers: &mut HeaderMap, decision: &str, reason: &str, request_id: &str) {
-    let value =
-        |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    headers.insert("x-gatekeeper-decision", value(decision));
-    headers.insert("x-gatekeeper-reason", value(reason));
-    headers.insert("x-gatekeeper-request-id", value(request_id));
+fn mark(headers: &mut HeaderMap, decision: &'static str, reason: &'static str, id: RequestId) {
+    headers.insert(DECISION, HeaderValue::from_static(decision));
+    headers.insert(REASON, HeaderValue::from_static(reason));
+    headers.insert(REQUEST_ID, id.header_value());
 }
 
 fn refuse(r: Refusal<'_>) -> Response<Body> {
-    let xml = r.error.xml(r.resource, r.request_id);
+    let xml = r.error.xml(r.resource, r.request_id.as_str());
     let mut resp = Response::new(RespBody::Full(Some(Bytes::from(xml))));
     *resp.status_mut() = StatusCode::from_u16(r.error.status).unwrap_or(StatusCode::FORBIDDEN);
     let headers = resp.headers_mut();
@@ -661,22 +701,21 @@ impl Outcome {
 
 /// Writes the completion record of a forwarded request when it ends.
 pub struct Completion {
-    audit: AuditHandle,
+    gate: Arc<Gate>,
     /// A share of [`Gate::completions`] until the record is queued.
     open: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
-    metrics: Arc<Metrics>,
-    request_id: String,
-    instance: String,
+    request_id: RequestId,
     start: Instant,
     status: u16,
     progress: Arc<BodyProgress>,
     category: Option<String>,
-    /// (from, to, direction) of `gatekeeper_transfer_bytes_total`.
-    bytes_metric: Option<[String; 3]>,
+    /// The `gatekeeper_transfer_bytes_total` series of (from, to,
+    /// direction), and that direction.
+    moved: Option<(IntCounter, Direction)>,
 }
 
 impl Completion {
-    fn record(&mut self, outcome: Outcome, bytes_out: u64) {
+    fn record(self, outcome: Outcome, bytes_out: u64) {
         let bytes_in = self.progress.bytes.load(Ordering::Relaxed);
         let outcome =
             if outcome == Outcome::Complete && self.progress.failed.load(Ordering::Relaxed) {
@@ -685,35 +724,32 @@ impl Completion {
                 outcome
             };
         let elapsed = self.start.elapsed();
-        self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        if let Some([from, to, direction]) = &self.bytes_metric {
-            let moved = if direction == "egress" {
+        let gate = &self.gate;
+        gate.metrics.request_duration.observe(elapsed.as_secs_f64());
+        if let Some((series, direction)) = &self.moved {
+            series.inc_by(if *direction == Direction::Egress {
                 bytes_out
             } else {
                 bytes_in
-            };
-            self.metrics
-                .transfer_bytes
-                .with_label_values(&[from.as_str(), to.as_str(), direction.as_str()])
-                .inc_by(moved);
+            });
         }
         let rec = CompletionRecord {
-            instance: self.instance.clone(),
-            request_id: self.request_id.clone(),
+            instance: gate.settings.record.instance.clone(),
+            request_id: self.request_id.as_str().to_owned(),
             outcome: outcome.as_str().to_owned(),
             status: self.status,
             bytes_in,
             bytes_out,
             duration_ms: elapsed.as_millis() as u64,
-            category: self.category.clone(),
+            category: self.category,
             ..CompletionRecord::default()
         };
-        let open = self.open.take();
         // Usually the queue has room: no task, no wait.
-        let Some(rec) = self.audit.try_completion(rec) else {
+        let Some(rec) = gate.audit.try_completion(rec) else {
             return;
         };
-        let audit = self.audit.clone();
+        let audit = gate.audit.clone();
+        let open = self.open;
         tokio::spawn(async move {
             audit.completion(rec).await;
             drop(open);
@@ -722,12 +758,32 @@ impl Completion {
 }
 
 impl OnEnd for Completion {
-    fn end(&mut self, ending: Ending, bytes_out: u64) {
+    fn end(self, ending: Ending, bytes_out: u64) {
         let outcome = match ending {
             Ending::Complete => Outcome::Complete,
             Ending::ClientAborted => Outcome::ClientAborted,
             Ending::UpstreamError => Outcome::UpstreamError,
         };
         self.record(outcome, bytes_out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_id_is_the_prefix_and_the_count_in_hex() {
+        let ids = RequestIds {
+            prefix: 0x5f3a9c1e,
+            next: AtomicU64::new(0x4d2a1),
+        };
+        assert_eq!(ids.next().as_str(), "5f3a9c1e00000004d2a1");
+        assert_eq!(ids.next().as_str(), "5f3a9c1e00000004d2a2");
+        let ids = RequestIds {
+            prefix: 7,
+            next: AtomicU64::new(0xfedc_ba98_7654),
+        };
+        assert_eq!(ids.next().as_str(), "00000007fedcba987654");
     }
 }
