@@ -1,15 +1,20 @@
 //! The upstream: a pooled hyper client, and the built-in local store.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -36,7 +41,7 @@ impl UpstreamError {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, ReqBody>,
+    client: Client<Bare<HttpsConnector<HttpConnector>>, ReqBody>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -76,7 +81,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             // The client's own Host header is what it signed; it is never replaced.
             .set_host(false)
-            .build(connector);
+            .build(Bare(connector));
         Ok(Upstream {
             client,
             scheme,
@@ -110,6 +115,77 @@ impl Upstream {
             Ok(Err(e)) => Err(UpstreamError::Unavailable(e)),
             Err(_) => Err(UpstreamError::Timeout),
         }
+    }
+}
+
+/// A connector, and the connections it makes, that tell hyper nothing
+/// about the connection: hyper would otherwise copy the upstream's
+/// addresses (`HttpInfo`) into every response's extensions, three
+/// allocations per request for something the gate never reads. Only
+/// HTTP/1.1 is offered upstream, so there is no negotiated HTTP/2 to tell.
+#[derive(Clone)]
+struct Bare<T>(T);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for Bare<HttpsConnector<HttpConnector>> {
+    type Response = Bare<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, target: Uri) -> Self::Future {
+        let connecting = self.0.call(target);
+        Box::pin(async move { connecting.await.map(Bare) })
+    }
+}
+
+impl<T> Connection for Bare<T> {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl<T: Read + Unpin> Read for Bare<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl<T: Write + Unpin> Write for Bare<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
