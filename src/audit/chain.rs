@@ -3,7 +3,7 @@
 //! implementation.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -34,9 +34,13 @@ pub struct Unchained {
     pub(crate) ts: String,
 }
 
-const SEQ_KEY: &[u8] = b",\"seq\":";
 /// How every record's JSON ends before chaining: `prev` is its last member.
 const EMPTY_PREV: &[u8] = b",\"prev\":\"\"}";
+
+/// Room from the start for a typical decision record (a line of about 900
+/// bytes, 140 of them `prev` and `hash`), so that encoding one does not
+/// reallocate.
+const CAPACITY: usize = 1024;
 
 impl Unchained {
     /// Fills in the writer's fields that do not depend on the record's
@@ -52,18 +56,11 @@ impl Unchained {
         instance.clone_into(fields.instance);
         fields.prev.clear();
         fields.hash.clear();
-        let ts = fields.ts.clone();
-        // Serializing these plain structs into memory cannot fail: there is
-        // no I/O and no map with non-string keys.
-        let json = serde_json::to_vec(&rec).expect("audit records serialize to JSON");
-        // `seq` follows `event`, whose value is a fixed word, so the first
-        // `,"seq":` is the member.
-        let seq_at = json
-            .windows(SEQ_KEY.len())
-            .position(|w| w == SEQ_KEY)
-            .expect("every record has a seq")
-            + SEQ_KEY.len();
+        let mut json = Vec::with_capacity(CAPACITY);
+        let seq_at = rec.encode(&mut json);
         debug_assert!(json[seq_at] == b'0' && json.ends_with(EMPTY_PREV));
+        // The record is spent once encoded: its `ts` moves, uncopied.
+        let ts = std::mem::take(rec.chain_fields().ts);
         Unchained { json, seq_at, ts }
     }
 
@@ -72,7 +69,7 @@ impl Unchained {
     pub fn append_line(&self, out: &mut Vec<u8>, seq: u64, prev: &str) -> [u8; 64] {
         let start = out.len();
         out.extend_from_slice(&self.json[..self.seq_at]);
-        write!(out, "{seq}").expect("formatting into a Vec cannot fail");
+        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
         // Up to and including `"prev":"`.
         out.extend_from_slice(&self.json[self.seq_at + 1..self.json.len() - 2]);
         out.extend_from_slice(prev.as_bytes());

@@ -36,7 +36,7 @@
 //!
 //! A checker needs only these byte rules and a JSON parser for `seq` and
 //! `prev`; it never re-serializes. (The writer produces the canonical bytes
-//! with serde_json's compact form: no whitespace, non-ASCII as raw UTF-8,
+//! in serde_json's compact form: no whitespace, non-ASCII as raw UTF-8,
 //! escapes only for `"`, `\` and control characters.) The line is the
 //! canonical bytes with `,"hash":"<hash>"` put before the closing `}`.
 //!
@@ -127,6 +127,7 @@
 pub mod archive;
 pub mod chain;
 pub mod cli;
+mod encode;
 pub mod keys;
 pub mod query;
 pub mod record;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -203,6 +204,214 @@ fn records_have_the_design_fields_in_order_with_nulls() {
 fn timestamps_are_utc_with_milliseconds() {
     let t = time::macros::datetime!(2026-03-01 12:34:56.789_999 +08:00);
     assert_eq!(timestamp(t), "2026-03-01T04:34:56.789Z");
+}
+
+/// Draws the parts of records from a fixed seed: strings that need every
+/// kind of escape (and non-ASCII, which needs none), numbers at the edges
+/// of their digits, optional members absent or present.
+struct Assorted(rand::rngs::StdRng);
+
+impl Assorted {
+    fn word(&mut self) -> String {
+        const WORDS: &[&str] = &[
+            "",
+            "allow",
+            "say \"hi\"",
+            "back\\slash\\",
+            "\n\r\t\u{8}\u{c}",
+            "\u{0}\u{1}\u{1f}\u{7f} /",
+            "Zürich 北京 🎉",
+            "\u{2028}\u{2029}\u{fffd}",
+            "\"",
+            "a\u{1b}[31mred",
+        ];
+        WORDS[self.0.gen_range(0..WORDS.len())].to_owned()
+    }
+
+    fn number(&mut self) -> u64 {
+        const NUMBERS: &[u64] = &[0, 1, 9, 10, 4096, 65535, u64::MAX];
+        NUMBERS[self.0.gen_range(0..NUMBERS.len())]
+    }
+
+    fn maybe<T>(&mut self, some: impl FnOnce(&mut Self) -> T) -> Option<T> {
+        self.0.gen_bool(0.5).then(|| some(self))
+    }
+
+    fn maybe_word(&mut self) -> Option<String> {
+        self.maybe(Self::word)
+    }
+
+    fn endpoint(&mut self) -> Endpoint {
+        Endpoint {
+            region: self.maybe_word(),
+            country: self.maybe_word(),
+            jurisdiction: self.maybe_word(),
+            via: self.maybe_word(),
+            peer: self.maybe_word(),
+        }
+    }
+
+    fn destination(&mut self) -> DestinationEntry {
+        DestinationEntry {
+            bucket: self.word(),
+            prefix: self.maybe_word(),
+            region: self.maybe_word(),
+            jurisdiction: self.maybe_word(),
+            decision: self.word(),
+            reason: self.word(),
+            basis: self.maybe_word(),
+        }
+    }
+
+    fn decision(&mut self) -> DecisionRecord {
+        DecisionRecord {
+            seq: self.number(),
+            ts: self.word(),
+            instance: self.word(),
+            request_id: self.word(),
+            tenant: self.maybe_word(),
+            op: self.word(),
+            direction: self.word(),
+            bucket: self.maybe_word(),
+            key: self.maybe_word(),
+            source: self.maybe(|a| SourceEntry {
+                bucket: a.word(),
+                region: a.maybe_word(),
+                jurisdiction: a.maybe_word(),
+            }),
+            destinations: self.maybe(|a| {
+                let n = a.0.gen_range(0..3);
+                (0..n).map(|_| a.destination()).collect()
+            }),
+            category: self.maybe_word(),
+            category_source: self.maybe_word(),
+            from: self.maybe(Self::endpoint),
+            to: self.maybe(Self::endpoint),
+            client_ip: self.maybe_word(),
+            decision: self.word(),
+            reason: self.word(),
+            basis: self.maybe_word(),
+            basis_kind: self.maybe_word(),
+            mode: self.maybe_word(),
+            status: self.maybe(|a| a.number() as u16),
+            rules_version: self.word(),
+            geoip_build: self.maybe(Self::number),
+            prev: self.word(),
+            hash: self.word(),
+        }
+    }
+
+    fn completion(&mut self) -> CompletionRecord {
+        CompletionRecord {
+            seq: self.number(),
+            ts: self.word(),
+            instance: self.word(),
+            request_id: self.word(),
+            outcome: self.word(),
+            status: self.number() as u16,
+            bytes_in: self.number(),
+            bytes_out: self.number(),
+            duration_ms: self.number(),
+            category: self.maybe_word(),
+            prev: self.word(),
+            hash: self.word(),
+        }
+    }
+
+    fn recovery(&mut self) -> RecoveryRecord {
+        RecoveryRecord {
+            seq: self.number(),
+            ts: self.word(),
+            instance: self.word(),
+            cut_bytes: self.number(),
+            reason: self.word(),
+            prev: self.word(),
+            hash: self.word(),
+        }
+    }
+}
+
+/// Records of every kind, 300 of each.
+fn assorted_records() -> Vec<Record> {
+    use rand::SeedableRng;
+    let mut a = Assorted(rand::rngs::StdRng::seed_from_u64(6));
+    (0..300)
+        .flat_map(|_| {
+            [
+                Record::Decision(Box::new(a.decision())),
+                Record::Completion(a.completion()),
+                Record::Recovery(a.recovery()),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn the_hand_written_encoder_writes_what_serde_json_writes() {
+    let mut all = Vec::new();
+    for rec in &assorted_records() {
+        let mut json = Vec::new();
+        let seq_at = rec.encode(&mut json);
+        let expected = serde_json::to_vec(rec).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&json),
+            String::from_utf8_lossy(&expected)
+        );
+        assert_eq!(json, expected);
+        let seq = rec.clone().chain_fields().seq.to_string();
+        assert!(json[..seq_at].ends_with(b",\"seq\":"));
+        assert!(json[seq_at..].starts_with(seq.as_bytes()));
+        all.extend(json);
+    }
+    // The assortment holds what it is meant to.
+    let all = String::from_utf8(all).unwrap();
+    for part in [
+        r#"\u0000"#,
+        r#"\u001f"#,
+        r#"\b"#,
+        r#"\f"#,
+        r#"\n"#,
+        r#"\""#,
+        r#"\\"#,
+        "\u{7f}",
+        "北京",
+        "null",
+        r#""hash":"#,
+        r#""prev":""}"#,
+        "18446744073709551615",
+    ] {
+        assert!(all.contains(part), "no {part}");
+    }
+}
+
+#[test]
+fn a_chained_line_is_the_serde_json_record_with_its_seq_prev_and_hash() {
+    let prev = "9".repeat(64);
+    for mut rec in assorted_records() {
+        let mut line = Vec::new();
+        let hash =
+            chain::Unchained::new(rec.clone(), "edge-\"x\"").append_line(&mut line, 42, &prev);
+        let fields = rec.chain_fields();
+        let ts = fields.ts.clone();
+        *fields.seq = 42;
+        if fields.ts.is_empty() {
+            // Filled in with the time of chaining: take the line's.
+            let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            *fields.ts = line["ts"].as_str().unwrap().to_owned();
+        }
+        "edge-\"x\"".clone_into(fields.instance);
+        prev.clone_into(fields.prev);
+        *fields.hash = String::from_utf8(hash.to_vec()).unwrap();
+        let mut expected = serde_json::to_vec(&rec).unwrap();
+        expected.push(b'\n');
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&expected),
+            "ts was {ts:?}"
+        );
+        let link = chain::check_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!((link.seq, link.prev.as_str()), (42, prev.as_str()));
+    }
 }
 
 #[test]
