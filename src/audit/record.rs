@@ -187,16 +187,39 @@ impl Record {
 /// form every `ts` has, so timestamps sort as strings.
 pub fn timestamp(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    // By hand rather than `format!`: this runs for every record on the
+    // request path, and `format!` pads each number through the generic
+    // formatting machinery.
+    let mut s = String::with_capacity(24);
+    let year = t.year();
+    if year < 0 {
+        // As `{:04}` pads a negative number: the sign counts in the width.
+        s.push('-');
+        zero_padded(&mut s, year.unsigned_abs(), 3);
+    } else {
+        zero_padded(&mut s, year.unsigned_abs(), 4);
+    }
+    for (sep, n, width) in [
+        ('-', u32::from(u8::from(t.month())), 2),
+        ('-', t.day().into(), 2),
+        ('T', t.hour().into(), 2),
+        (':', t.minute().into(), 2),
+        (':', t.second().into(), 2),
+        ('.', t.millisecond().into(), 3),
+    ] {
+        s.push(sep);
+        zero_padded(&mut s, n, width);
+    }
+    s.push('Z');
+    s
+}
+
+/// `n` in at least `width` digits, zeros in front.
+fn zero_padded(s: &mut String, n: u32, width: usize) {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    s.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
+    s.push_str(digits);
 }
 
 /// `audit.client_ip`.

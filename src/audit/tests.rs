@@ -206,6 +206,27 @@ fn timestamps_are_utc_with_milliseconds() {
     assert_eq!(timestamp(t), "2026-03-01T04:34:56.789Z");
 }
 
+#[test]
+fn timestamps_pad_as_format_does_in_every_year() {
+    let at = |year| {
+        time::Date::from_calendar_date(year, time::Month::February, 3)
+            .unwrap()
+            .with_hms_milli(4, 5, 6, 7)
+            .unwrap()
+            .assume_utc()
+    };
+    for year in [-9999, -999, -10, -1, 0, 7, 99, 999, 1970, 2026, 9999] {
+        let t = at(year);
+        assert_eq!(
+            timestamp(t),
+            format!("{year:04}-02-03T04:05:06.007Z"),
+            "year {year}"
+        );
+    }
+    let t = time::macros::datetime!(2026-12-31 23:59:59.999 UTC);
+    assert_eq!(timestamp(t), "2026-12-31T23:59:59.999Z");
+}
+
 /// Draws the parts of records from a fixed seed: strings that need every
 /// kind of escape (and non-ASCII, which needs none), numbers at the edges
 /// of their digits, optional members absent or present.
