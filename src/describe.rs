@@ -26,13 +26,13 @@ pub struct RecordSettings {
 
 fn endpoint(rules: &RuleSet, l: &Location) -> Endpoint {
     Endpoint {
-        region: l.region.map(|r| rules.region(r).id.to_string()),
+        region: l.region.map(|r| str::to_owned(&rules.region(r).id)),
         country: l.country.map(|c| c.as_str().to_owned()),
         jurisdiction: l
             .jurisdiction
             .map(|j| rules.jurisdiction_name(j).to_owned()),
         via: l.via.map(|v| v.as_str().to_owned()),
-        peer: l.peer.map(|p| rules.peer(p).id.to_string()),
+        peer: l.peer.map(|p| str::to_owned(&rules.peer(p).id)),
     }
 }
 
@@ -62,7 +62,7 @@ pub fn decision_record(
             .map(|b| rules.bucket(b).region.unwrap_or(snap.instance.region));
         SourceEntry {
             bucket: cs.bucket.clone(),
-            region: region.map(|r| rules.region(r).id.to_string()),
+            region: region.map(|r| str::to_owned(&rules.region(r).id)),
             jurisdiction: region.map(|r| {
                 rules
                     .jurisdiction_name(rules.region(r).jurisdiction)
@@ -76,14 +76,14 @@ pub fn decision_record(
             .map(|o| DestinationEntry {
                 bucket: o.bucket.clone(),
                 prefix: Some(o.prefix.clone()),
-                region: o.to.region.map(|r| rules.region(r).id.to_string()),
+                region: o.to.region.map(|r| str::to_owned(&rules.region(r).id)),
                 jurisdiction: o
                     .to
                     .jurisdiction
                     .map(|j| rules.jurisdiction_name(j).to_owned()),
                 decision: o.verdict.as_str().to_owned(),
                 reason: o.reason.as_str().to_owned(),
-                basis: o.basis.map(|b| rules.basis(b).id.to_string()),
+                basis: o.basis.map(|b| str::to_owned(&rules.basis(b).id)),
             })
             .collect()
     });
@@ -92,14 +92,14 @@ pub fn decision_record(
         ts: record::timestamp(ts),
         instance: settings.instance.clone(),
         request_id: request_id.to_owned(),
-        tenant: d.tenant.map(|t| rules.tenant(t).id.to_string()),
+        tenant: d.tenant.map(|t| str::to_owned(&rules.tenant(t).id)),
         op: req.op.name().to_owned(),
         direction: req.op.direction().as_str().to_owned(),
         bucket: req.bucket.clone(),
         key,
         source,
         destinations,
-        category: d.category.map(|c| rules.category(c).id.to_string()),
+        category: d.category.map(|c| str::to_owned(&rules.category(c).id)),
         category_source: d.category_source.map(|s| s.as_str().to_owned()),
         from: d.from.as_ref().map(|l| endpoint(rules, l)),
         to: d.to.as_ref().map(|l| endpoint(rules, l)),
@@ -110,7 +110,7 @@ pub fn decision_record(
         )),
         decision: d.verdict.as_str().to_owned(),
         reason: d.reason.as_str().to_owned(),
-        basis: basis.map(|b| b.id.to_string()),
+        basis: basis.map(|b| str::to_owned(&b.id)),
         basis_kind: basis.map(|b| b.kind.as_str().to_owned()),
         mode: d.mode.map(|m| m.as_str().to_owned()),
         status,
