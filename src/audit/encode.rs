@@ -7,10 +7,7 @@
 //! Members are written in declaration order, `null` for `None`; strings
 //! are escaped as serde_json escapes them; `hash` is left out when empty.
 
-use super::record::{
-    CompletionRecord, DecisionRecord, DestinationEntry, Endpoint, Record, RecoveryRecord,
-    SourceEntry,
-};
+use super::record::{DestinationEntry, Endpoint, Record, SourceEntry};
 
 /// A value as serde_json writes it.
 pub(crate) trait Encode {
@@ -21,35 +18,49 @@ impl Encode for str {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(b'"');
         let bytes = self.as_bytes();
-        // Copies the runs between escapes whole; every escaped byte is
-        // ASCII, so a run never splits a UTF-8 sequence.
-        let mut run = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let escape: &[u8] = match b {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0x08 => b"\\b",
-                0x0c => b"\\f",
-                0..=0x1f => &[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0xf)],
-                ],
-                _ => continue,
-            };
-            out.extend_from_slice(&bytes[run..i]);
-            out.extend_from_slice(escape);
-            run = i + 1;
+        // Almost no value needs an escape: one pass without an early exit,
+        // which the compiler vectorizes, then one copy.
+        if bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+            escape(bytes, out);
+        } else {
+            out.extend_from_slice(bytes);
         }
-        out.extend_from_slice(&bytes[run..]);
         out.push(b'"');
     }
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+fn escape(bytes: &[u8], out: &mut Vec<u8>) {
+    // Copies the runs between escapes whole; every escaped byte is ASCII,
+    // so a run never splits a UTF-8 sequence.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escape);
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
@@ -106,30 +117,30 @@ impl<'a> Object<'a> {
         Object { out, first: true }
     }
 
-    /// Writes one member and returns where its value starts in the buffer.
-    fn member(&mut self, name: &str, value: &(impl Encode + ?Sized)) -> usize {
-        if !self.first {
-            self.out.push(b',');
-        }
+    /// Writes one member, its `key` given as `,"name":`, and returns where
+    /// its value starts in the buffer.
+    fn member(&mut self, key: &str, value: &(impl Encode + ?Sized)) -> usize {
+        let key = if self.first { &key[1..] } else { key };
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(key.as_bytes());
         let at = self.out.len();
         value.encode(self.out);
         at
     }
 
-    /// `hash` is absent until the writer sets it.
-    fn hash(&mut self, hash: &str) {
-        if !hash.is_empty() {
-            self.member("hash", hash);
-        }
-    }
-
     fn end(self) {
         self.out.push(b'}');
     }
+}
+
+/// The named fields of `$rec` as members of `$o`, in this order, each
+/// under its own name; evaluates to where the first one's value starts.
+macro_rules! members {
+    ($o:expr, $rec:expr; $first:ident $(, $field:ident)* $(,)?) => {{
+        let at = $o.member(concat!(",\"", stringify!($first), "\":"), &$rec.$first);
+        $($o.member(concat!(",\"", stringify!($field), "\":"), &$rec.$field);)*
+        at
+    }};
 }
 
 impl Record {
@@ -138,94 +149,46 @@ impl Record {
     /// record's place in the chain.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> usize {
         let mut o = Object::new(out);
-        let seq_at = match self {
+        let (seq_at, hash) = match self {
             Record::Decision(r) => {
-                o.member("event", "decision");
-                r.members(&mut o)
+                o.member(EVENT, "decision");
+                let seq_at = members!(o, r;
+                    seq, ts, instance, request_id, tenant, op, direction, bucket, key,
+                    source, destinations, category, category_source, from, to,
+                    client_ip, decision, reason, basis, basis_kind, mode, status,
+                    rules_version, geoip_build, prev,
+                );
+                (seq_at, &r.hash)
             }
             Record::Completion(r) => {
-                o.member("event", "completion");
-                r.members(&mut o)
+                o.member(EVENT, "completion");
+                let seq_at = members!(o, r;
+                    seq, ts, instance, request_id, outcome, status, bytes_in,
+                    bytes_out, duration_ms, category, prev,
+                );
+                (seq_at, &r.hash)
             }
             Record::Recovery(r) => {
-                o.member("event", "recovery");
-                r.members(&mut o)
+                o.member(EVENT, "recovery");
+                let seq_at = members!(o, r; seq, ts, instance, cut_bytes, reason, prev);
+                (seq_at, &r.hash)
             }
         };
+        // Absent until the writer sets it.
+        if !hash.is_empty() {
+            o.member(",\"hash\":", hash);
+        }
         o.end();
         seq_at
     }
 }
 
-impl DecisionRecord {
-    fn members(&self, o: &mut Object<'_>) -> usize {
-        let seq_at = o.member("seq", &self.seq);
-        o.member("ts", &self.ts);
-        o.member("instance", &self.instance);
-        o.member("request_id", &self.request_id);
-        o.member("tenant", &self.tenant);
-        o.member("op", &self.op);
-        o.member("direction", &self.direction);
-        o.member("bucket", &self.bucket);
-        o.member("key", &self.key);
-        o.member("source", &self.source);
-        o.member("destinations", &self.destinations);
-        o.member("category", &self.category);
-        o.member("category_source", &self.category_source);
-        o.member("from", &self.from);
-        o.member("to", &self.to);
-        o.member("client_ip", &self.client_ip);
-        o.member("decision", &self.decision);
-        o.member("reason", &self.reason);
-        o.member("basis", &self.basis);
-        o.member("basis_kind", &self.basis_kind);
-        o.member("mode", &self.mode);
-        o.member("status", &self.status);
-        o.member("rules_version", &self.rules_version);
-        o.member("geoip_build", &self.geoip_build);
-        o.member("prev", &self.prev);
-        o.hash(&self.hash);
-        seq_at
-    }
-}
-
-impl CompletionRecord {
-    fn members(&self, o: &mut Object<'_>) -> usize {
-        let seq_at = o.member("seq", &self.seq);
-        o.member("ts", &self.ts);
-        o.member("instance", &self.instance);
-        o.member("request_id", &self.request_id);
-        o.member("outcome", &self.outcome);
-        o.member("status", &self.status);
-        o.member("bytes_in", &self.bytes_in);
-        o.member("bytes_out", &self.bytes_out);
-        o.member("duration_ms", &self.duration_ms);
-        o.member("category", &self.category);
-        o.member("prev", &self.prev);
-        o.hash(&self.hash);
-        seq_at
-    }
-}
-
-impl RecoveryRecord {
-    fn members(&self, o: &mut Object<'_>) -> usize {
-        let seq_at = o.member("seq", &self.seq);
-        o.member("ts", &self.ts);
-        o.member("instance", &self.instance);
-        o.member("cut_bytes", &self.cut_bytes);
-        o.member("reason", &self.reason);
-        o.member("prev", &self.prev);
-        o.hash(&self.hash);
-        seq_at
-    }
-}
+const EVENT: &str = ",\"event\":";
 
 impl Encode for SourceEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
-        o.member("bucket", &self.bucket);
-        o.member("region", &self.region);
-        o.member("jurisdiction", &self.jurisdiction);
+        members!(o, self; bucket, region, jurisdiction);
         o.end();
     }
 }
@@ -233,13 +196,7 @@ impl Encode for SourceEntry {
 impl Encode for DestinationEntry {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
-        o.member("bucket", &self.bucket);
-        o.member("prefix", &self.prefix);
-        o.member("region", &self.region);
-        o.member("jurisdiction", &self.jurisdiction);
-        o.member("decision", &self.decision);
-        o.member("reason", &self.reason);
-        o.member("basis", &self.basis);
+        members!(o, self; bucket, prefix, region, jurisdiction, decision, reason, basis);
         o.end();
     }
 }
@@ -247,11 +204,7 @@ impl Encode for DestinationEntry {
 impl Encode for Endpoint {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
-        o.member("region", &self.region);
-        o.member("country", &self.country);
-        o.member("jurisdiction", &self.jurisdiction);
-        o.member("via", &self.via);
-        o.member("peer", &self.peer);
+        members!(o, self; region, country, jurisdiction, via, peer);
         o.end();
     }
 }

@@ -245,6 +245,10 @@ impl Assorted {
             "\u{2028}\u{2029}\u{fffd}",
             "\"",
             "a\u{1b}[31mred",
+            // Each the one byte that needs escaping: at the edge of the
+            // control characters, and just past it.
+            "unit\u{1f}separator",
+            "delete\u{7f}",
         ];
         WORDS[self.0.gen_range(0..WORDS.len())].to_owned()
     }
