@@ -31,7 +31,7 @@ fn endpoint(rules: &RuleSet, l: &Location) -> Endpoint {
         jurisdiction: l
             .jurisdiction
             .map(|j| rules.jurisdiction_name(j).to_owned()),
-        via: l.via.map(|v| v.as_str().to_owned()),
+        via: l.via.map(|v| v.as_str().into()),
         peer: l.peer.map(|p| str::to_owned(&rules.peer(p).id)),
     }
 }
@@ -81,8 +81,8 @@ pub fn decision_record(
                     .to
                     .jurisdiction
                     .map(|j| rules.jurisdiction_name(j).to_owned()),
-                decision: o.verdict.as_str().to_owned(),
-                reason: o.reason.as_str().to_owned(),
+                decision: o.verdict.as_str().into(),
+                reason: o.reason.as_str().into(),
                 basis: o.basis.map(|b| str::to_owned(&rules.basis(b).id)),
             })
             .collect()
@@ -93,14 +93,14 @@ pub fn decision_record(
         instance: settings.instance.clone(),
         request_id: request_id.to_owned(),
         tenant: d.tenant.map(|t| str::to_owned(&rules.tenant(t).id)),
-        op: req.op.name().to_owned(),
-        direction: req.op.direction().as_str().to_owned(),
+        op: req.op.name().into(),
+        direction: req.op.direction().as_str().into(),
         bucket: req.bucket.clone(),
         key,
         source,
         destinations,
         category: d.category.map(|c| str::to_owned(&rules.category(c).id)),
-        category_source: d.category_source.map(|s| s.as_str().to_owned()),
+        category_source: d.category_source.map(|s| s.as_str().into()),
         from: d.from.as_ref().map(|l| endpoint(rules, l)),
         to: d.to.as_ref().map(|l| endpoint(rules, l)),
         client_ip: Some(record::minimize_ip(
@@ -108,11 +108,11 @@ pub fn decision_record(
             settings.client_ip,
             &settings.hmac_key,
         )),
-        decision: d.verdict.as_str().to_owned(),
-        reason: d.reason.as_str().to_owned(),
+        decision: d.verdict.as_str().into(),
+        reason: d.reason.as_str().into(),
         basis: basis.map(|b| str::to_owned(&b.id)),
-        basis_kind: basis.map(|b| b.kind.as_str().to_owned()),
-        mode: d.mode.map(|m| m.as_str().to_owned()),
+        basis_kind: basis.map(|b| b.kind.as_str().into()),
+        mode: d.mode.map(|m| m.as_str().into()),
         status,
         rules_version: rules.version.clone(),
         geoip_build: Some(snap.geoip.build_epoch()),

@@ -7,6 +7,8 @@
 //! Members are written in declaration order, `null` for `None`; strings
 //! are escaped as serde_json escapes them; `hash` is left out when empty.
 
+use std::borrow::Cow;
+
 use super::record::{DestinationEntry, Endpoint, Record, SourceEntry};
 
 /// A value as serde_json writes it.
@@ -68,6 +70,12 @@ const HEX: [u8; 16] = *b"0123456789abcdef";
 impl Encode for String {
     fn encode(&self, out: &mut Vec<u8>) {
         self.as_str().encode(out);
+    }
+}
+
+impl Encode for Cow<'_, str> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out);
     }
 }
 

@@ -3,6 +3,7 @@
 //! needs no more memory than a minute; a sealed segment whose time range
 //! lies outside the filter's is not read at all.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
@@ -279,20 +280,23 @@ fn write_csv_row(out: &mut impl Write, rec: &Record) -> io::Result<()> {
             set("bucket", d.bucket.clone());
             set("key", d.key.clone());
             set("category", d.category.clone());
-            set("category_source", d.category_source.clone());
+            set(
+                "category_source",
+                d.category_source.clone().map(Cow::into_owned),
+            );
             for (side, end) in [("from", &d.from), ("to", &d.to)] {
                 let end = end.clone().unwrap_or_default();
                 set(&format!("{side}_jurisdiction"), end.jurisdiction);
                 set(&format!("{side}_region"), end.region);
                 set(&format!("{side}_country"), end.country);
-                set(&format!("{side}_via"), end.via);
+                set(&format!("{side}_via"), end.via.map(Cow::into_owned));
             }
             set("client_ip", d.client_ip.clone());
             set("decision", text(&d.decision));
             set("reason", text(&d.reason));
             set("basis", d.basis.clone());
-            set("basis_kind", d.basis_kind.clone());
-            set("mode", d.mode.clone());
+            set("basis_kind", d.basis_kind.clone().map(Cow::into_owned));
+            set("mode", d.mode.clone().map(Cow::into_owned));
             set("status", d.status.map(|s| s.to_string()));
         }
         Record::Completion(c) => {

@@ -7,6 +7,7 @@
 //! declaration order, and it is part of the canonical form (see the module
 //! documentation of `audit`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
@@ -14,6 +15,11 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
+
+/// A value from a fixed set of words (`egress`, `allow`, …): borrowed
+/// when the gate builds a record, so that none costs an allocation on the
+/// request path; owned when a record is read back.
+pub type Word = Cow<'static, str>;
 
 /// One line of the log. The variant is written first, as `event`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -38,9 +44,9 @@ pub struct DecisionRecord {
     pub request_id: String,
     /// `null` for a bucket that no tenant owns.
     pub tenant: Option<String>,
-    pub op: String,
+    pub op: Word,
     /// `egress`, `ingress`, `copy`, `replication` or `control`.
-    pub direction: String,
+    pub direction: Word,
     pub bucket: Option<String>,
     /// The object key, or its keyed hash (see [`hash_key`]).
     pub key: Option<String>,
@@ -51,18 +57,18 @@ pub struct DecisionRecord {
     pub category: Option<String>,
     /// `classify`, `bucket`, `tenant_default`, `declared`, `stored` or
     /// `max_category`.
-    pub category_source: Option<String>,
+    pub category_source: Option<Word>,
     pub from: Option<Endpoint>,
     pub to: Option<Endpoint>,
     /// As `audit.client_ip` says: see [`minimize_ip`].
     pub client_ip: Option<String>,
     /// `allow`, `deny` or `monitor-deny`.
-    pub decision: String,
-    pub reason: String,
+    pub decision: Word,
+    pub reason: Word,
     pub basis: Option<String>,
-    pub basis_kind: Option<String>,
+    pub basis_kind: Option<Word>,
     /// The tenant's mode, `enforce` or `monitor`.
-    pub mode: Option<String>,
+    pub mode: Option<Word>,
     /// The HTTP status of a denial.
     pub status: Option<u16>,
     pub rules_version: String,
@@ -122,8 +128,8 @@ pub struct DestinationEntry {
     pub prefix: Option<String>,
     pub region: Option<String>,
     pub jurisdiction: Option<String>,
-    pub decision: String,
-    pub reason: String,
+    pub decision: Word,
+    pub reason: Word,
     pub basis: Option<String>,
 }
 
@@ -135,7 +141,7 @@ pub struct Endpoint {
     pub jurisdiction: Option<String>,
     /// `peer`, `network`, `geoip`, `bucket` or `instance`; `null` when
     /// unknown.
-    pub via: Option<String>,
+    pub via: Option<Word>,
     pub peer: Option<String>,
 }
 

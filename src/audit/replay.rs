@@ -32,6 +32,7 @@
 //! basis, `not_reproduced` when not, `rules_not_kept` when that rule set is
 //! not there.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{self, Write};
@@ -89,10 +90,10 @@ pub struct Outcome {
 impl Outcome {
     fn recorded(d: &DecisionRecord) -> Outcome {
         Outcome {
-            decision: d.decision.clone(),
-            reason: d.reason.clone(),
+            decision: d.decision.to_string(),
+            reason: d.reason.to_string(),
             basis: d.basis.clone(),
-            basis_kind: d.basis_kind.clone(),
+            basis_kind: d.basis_kind.clone().map(Cow::into_owned),
         }
     }
 
@@ -138,7 +139,7 @@ pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'s
         ])
         .find(|op| op.name() == d.op)
         .ok_or("unknown_operation")?;
-    match d.reason.as_str() {
+    match &*d.reason {
         "invalid_category" => return Err("declared_category_not_recorded"),
         // Step 12 is the pipeline's, not the rules'.
         "audit_unavailable" => return Err("audit_unavailable"),

@@ -218,7 +218,7 @@ impl Tables {
             let tenant = d.tenant.clone().unwrap_or_else(|| "-".into());
             *self
                 .denials
-                .entry((d.reason.clone(), tenant, d.decision.clone()))
+                .entry((d.reason.to_string(), tenant, d.decision.to_string()))
                 .or_default() += 1;
         }
         let flow = if d.direction == "control" {
@@ -241,7 +241,7 @@ impl Tables {
             let i = *self.basis_index.entry(b.clone()).or_insert_with(|| {
                 self.bases.push(BasisUse {
                     basis: b.clone(),
-                    kind: d.basis_kind.clone().unwrap_or_default(),
+                    kind: d.basis_kind.as_deref().unwrap_or_default().to_owned(),
                     ..BasisUse::default()
                 });
                 self.bases.len() - 1

@@ -233,7 +233,7 @@ fn timestamps_pad_as_format_does_in_every_year() {
 struct Assorted(rand::rngs::StdRng);
 
 impl Assorted {
-    fn word(&mut self) -> String {
+    fn word<T: From<String>>(&mut self) -> T {
         const WORDS: &[&str] = &[
             "",
             "allow",
@@ -250,7 +250,7 @@ impl Assorted {
             "unit\u{1f}separator",
             "delete\u{7f}",
         ];
-        WORDS[self.0.gen_range(0..WORDS.len())].to_owned()
+        WORDS[self.0.gen_range(0..WORDS.len())].to_owned().into()
     }
 
     fn number(&mut self) -> u64 {
@@ -262,7 +262,7 @@ impl Assorted {
         self.0.gen_bool(0.5).then(|| some(self))
     }
 
-    fn maybe_word(&mut self) -> Option<String> {
+    fn maybe_word<T: From<String>>(&mut self) -> Option<T> {
         self.maybe(Self::word)
     }
 
