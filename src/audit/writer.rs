@@ -1106,22 +1106,27 @@ impl Writer {
 async fn run(log: Shared, stats: Arc<AuditStats>, mut rx: mpsc::Receiver<Msg>, max_batch: usize) {
     let mut batch = Vec::new();
     let mut done = Vec::new();
-    while let Some(wake_at) = tick(&log) {
-        let msg = if drain(&log, &stats) {
+    loop {
+        let plan = tick(&log).and_then(|()| {
+            drain(&log, &stats);
+            plan(&log)
+        });
+        let msg = match plan {
+            // The log is gone (a panic poisoned it).
+            None => break,
             // More is queued: only look for a shutdown before going on.
-            match rx.try_recv() {
+            Some(Plan::Drain) => match rx.try_recv() {
                 Ok(msg) => Some(msg),
                 Err(mpsc::error::TryRecvError::Empty) => continue,
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
-            }
-        } else {
-            match wake_at {
-                Some(at) => match tokio::time::timeout_at(at.into(), rx.recv()).await {
+            },
+            Some(Plan::Sleep(Some(at))) => {
+                match tokio::time::timeout_at(at.into(), rx.recv()).await {
                     Ok(msg) => msg,
                     Err(_) => continue,
-                },
-                None => rx.recv().await,
+                }
             }
+            Some(Plan::Sleep(None)) => rx.recv().await,
         };
         // `None`: every handle is gone.
         let Some(msg) = msg else { break };
@@ -1202,9 +1207,9 @@ struct Publish {
     signer: Option<Arc<Signer>>,
 }
 
-/// Does what is due on the clock; returns when the thread is to wake next,
-/// or `None` when the log is gone (a panic poisoned it).
-fn tick(log: &Shared) -> Option<Option<Instant>> {
+/// Does what is due on the clock; `None` when the log is gone (a panic
+/// poisoned it).
+fn tick(log: &Shared) -> Option<()> {
     let mut guard = lock(&log.log)?;
     if let Some(work) = guard.as_mut()?.on_timer() {
         drop(guard);
@@ -1225,15 +1230,35 @@ fn tick(log: &Shared) -> Option<Option<Instant>> {
             }
         }
     }
+    Some(())
+}
+
+/// What the writer thread does next.
+enum Plan {
+    /// Sleep until then (or until woken); `None`: until woken.
+    Sleep(Option<Instant>),
+    /// Write what was queued while nobody was writing, first.
+    Drain,
+}
+
+/// Plans the thread's sleep as its last step, after every write of its
+/// own, so that the wake it plans covers them: a write by the thread moves
+/// the fsync it must wake for. Whether completions may park follows from
+/// that wake, and is set under the inbox's lock together with a last look
+/// at the queue, so that no completion parked before it was cleared is
+/// left to wait for a wake that is not planned.
+fn plan(log: &Shared) -> Option<Plan> {
+    let mut guard = lock(&log.log)?;
     let writer = guard.as_mut()?;
     let at = writer.wake_at();
     writer.thread_wakes_at = at;
-    let parking = writer.parks_completions();
-    drop(guard);
-    // Set under the inbox's lock, so that a completion parked before it
-    // was cleared is in the queue that `drain` looks at next.
-    lock(&log.inbox)?.parking = parking;
-    Some(at)
+    let mut inbox = lock(&log.inbox)?;
+    inbox.parking = writer.parks_completions();
+    Some(if !inbox.writing && !inbox.queue.is_empty() {
+        Plan::Drain
+    } else {
+        Plan::Sleep(at)
+    })
 }
 
 /// Writes what request tasks left queued, unless one of them is writing;
@@ -1592,6 +1617,44 @@ mod tests {
         audit.shutdown().await;
         let summary = super::super::verify(dir.path(), &Default::default()).unwrap();
         assert_eq!(summary.records, 6);
+    }
+
+    /// A completion parked after the last decision is written by the
+    /// thread when it wakes for the fsync; that write must get an fsync of
+    /// its own, not wait for the next checkpoint (here, an hour away).
+    #[tokio::test]
+    async fn what_the_thread_writes_for_parked_completions_is_fsynced_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = start(AuditConfig {
+            batch_ms: 200,
+            checkpoint_interval: Duration::from_secs(3600),
+            ..config(dir.path())
+        })
+        .unwrap();
+        let stats = &audit.stats;
+        assert_eq!(audit.decision(decision(0)).await.unwrap().seq, 1);
+        // The decision woke the thread to plan its fsync; the completion is
+        // to park once it sleeps again, so that the thread finds it only
+        // when it wakes for that fsync. (Parked sooner, the thread writes
+        // it at once and the test proves less, but does not fail.)
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let rec = CompletionRecord {
+            request_id: "req-0".into(),
+            ..CompletionRecord::default()
+        };
+        assert!(audit.try_completion(rec).is_none());
+        assert_eq!(stats.records_total.load(Relaxed), 1, "parked");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.synced_seq.load(Relaxed) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the parked completion was never fsynced"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        audit.shutdown().await;
+        let summary = super::super::verify(dir.path(), &Default::default()).unwrap();
+        assert_eq!(summary.records, 2);
     }
 
     /// Many tasks on two threads: every decision gets its own seq, and the
