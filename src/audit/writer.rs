@@ -142,8 +142,9 @@ pub struct AuditStats {
     /// that has stopped.
     pub lost_total: AtomicU64,
     /// Records waiting to be written: with `fsync = "always"` those in the
-    /// writer thread's channel; otherwise those queued in the log's inbox
-    /// while another task writes.
+    /// writer thread's channel; otherwise those waiting in the log's inbox:
+    /// queued while another task writes, or completions parked for the
+    /// next write.
     pub queue_depth: AtomicU64,
     /// Successful batch writes: one `write(2)` each (more only if the
     /// kernel takes a buffer in pieces).
@@ -250,7 +251,7 @@ struct Inbox {
     /// Whether someone writes, and will take the queue before it stops.
     writing: bool,
     /// Whether completions may wait for the next write: the writer thread
-    /// wakes within `batch_ms` (see `tick`).
+    /// wakes within `batch_ms` (see `plan`).
     parking: bool,
 }
 
