@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 
-fn config(dir: &Path, fsync: FsyncMode, segment_bytes: u64) -> AuditConfig {
+pub(super) fn config(dir: &Path, fsync: FsyncMode, segment_bytes: u64) -> AuditConfig {
     AuditConfig {
         dir: dir.to_owned(),
         instance: "edge-test".into(),
@@ -22,11 +22,11 @@ fn config(dir: &Path, fsync: FsyncMode, segment_bytes: u64) -> AuditConfig {
 }
 
 /// Verification without keys or off-host checkpoints.
-fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
+pub(super) fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
     verify(dir, &VerifyOptions::default())
 }
 
-fn decision(i: u64) -> DecisionRecord {
+pub(super) fn decision(i: u64) -> DecisionRecord {
     DecisionRecord {
         request_id: format!("req-{i}"),
         tenant: Some("acme".into()),
@@ -59,7 +59,7 @@ fn decision(i: u64) -> DecisionRecord {
     }
 }
 
-fn completion(i: u64) -> CompletionRecord {
+pub(super) fn completion(i: u64) -> CompletionRecord {
     CompletionRecord {
         request_id: format!("req-{i}"),
         outcome: "complete".into(),

@@ -1558,35 +1558,17 @@ fn damaged(path: &Path, why: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(dir: &Path) -> AuditConfig {
-        AuditConfig {
-            dir: dir.to_owned(),
-            ..AuditConfig::default()
-        }
-    }
-
-    fn decision(i: u64) -> DecisionRecord {
-        DecisionRecord {
-            request_id: format!("req-{i}"),
-            decision: "allow".into(),
-            ..DecisionRecord::default()
-        }
-    }
+    use crate::audit::tests::{completion, config, decision, verify_chain};
 
     /// While one task writes, records offered by others wait in the inbox
     /// and go out in its next round: one `write(2)` for all of them.
     #[tokio::test]
     async fn records_offered_while_another_task_writes_share_its_next_write() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = start(config(dir.path())).unwrap();
+        let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
         lock(&audit.log.inbox).unwrap().writing = true;
         for i in 0..2 {
-            let rec = CompletionRecord {
-                request_id: format!("done-{i}"),
-                ..CompletionRecord::default()
-            };
-            assert!(audit.try_completion(rec).is_none());
+            assert!(audit.try_completion(completion(i)).is_none());
         }
         let decisions: Vec<_> = (0..3)
             .map(|i| {
@@ -1616,7 +1598,7 @@ mod tests {
         // The next record is written by its own task at once.
         assert_eq!(audit.decision(decision(9)).await.unwrap().seq, 6);
         audit.shutdown().await;
-        let summary = super::super::verify(dir.path(), &Default::default()).unwrap();
+        let summary = verify_chain(dir.path()).unwrap();
         assert_eq!(summary.records, 6);
     }
 
@@ -1629,7 +1611,7 @@ mod tests {
         let audit = start(AuditConfig {
             batch_ms: 200,
             checkpoint_interval: Duration::from_secs(3600),
-            ..config(dir.path())
+            ..config(dir.path(), FsyncMode::Batch, 1 << 20)
         })
         .unwrap();
         let stats = &audit.stats;
@@ -1639,11 +1621,7 @@ mod tests {
         // when it wakes for that fsync. (Parked sooner, the thread writes
         // it at once and the test proves less, but does not fail.)
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let rec = CompletionRecord {
-            request_id: "req-0".into(),
-            ..CompletionRecord::default()
-        };
-        assert!(audit.try_completion(rec).is_none());
+        assert!(audit.try_completion(completion(0)).is_none());
         assert_eq!(stats.records_total.load(Relaxed), 1, "parked");
         let deadline = Instant::now() + Duration::from_secs(10);
         while stats.synced_seq.load(Relaxed) < 2 {
@@ -1654,7 +1632,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         audit.shutdown().await;
-        let summary = super::super::verify(dir.path(), &Default::default()).unwrap();
+        let summary = verify_chain(dir.path()).unwrap();
         assert_eq!(summary.records, 2);
     }
 
@@ -1663,7 +1641,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tasks_on_two_threads_write_one_unbroken_chain() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = start(config(dir.path())).unwrap();
+        let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
         let tasks: Vec<_> = (0..64)
             .map(|t| {
                 let audit = audit.clone();
@@ -1683,7 +1661,7 @@ mod tests {
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=3200).collect::<Vec<_>>());
         audit.shutdown().await;
-        let summary = super::super::verify(dir.path(), &Default::default()).unwrap();
+        let summary = verify_chain(dir.path()).unwrap();
         assert_eq!(summary.records, 3200);
     }
 }
