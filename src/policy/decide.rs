@@ -31,8 +31,8 @@ use super::{
 };
 use crate::locate::{Location, Via};
 use crate::rules::model::{
-    Basis, BasisId, BasisKind, Bucket, BucketId, CategoryId, CrossBorder, Jurisdiction, Mode,
-    RegionId, RuleSet, TenantId, Validity,
+    Basis, BasisId, BasisKind, BucketHot, BucketId, CategoryId, CrossBorder, Jurisdiction, Mode,
+    RegionId, RuleSet, TenantHot, TenantId, Validity,
 };
 use crate::s3::Direction;
 
@@ -74,7 +74,7 @@ pub fn decide(
         }
         _ => None,
     };
-    let destinations: Vec<Option<BucketId>> = if direction == Direction::Replication {
+    let destinations: Vec<Option<&BucketHot>> = if direction == Direction::Replication {
         facts
             .destinations
             .iter()
@@ -83,45 +83,46 @@ pub fn decide(
     } else {
         Vec::new()
     };
-    let all_known =
-        (direction != Direction::Copy || source.is_some()) && !destinations.contains(&None);
-    let Some(bid) = bucket.filter(|_| all_known) else {
+    let all_known = (direction != Direction::Copy || source.is_some())
+        && destinations.iter().all(Option::is_some);
+    let Some(b) = bucket.filter(|_| all_known) else {
         let verdict = ctx.unknown_bucket_verdict();
         let outcomes = facts
             .destinations
             .iter()
             .zip(&destinations)
-            .map(|(d, id)| {
-                let known = id.map(|id| rules.bucket(id));
-                DestinationOutcome {
-                    bucket: d.bucket.clone(),
-                    prefix: d.prefix.clone(),
-                    tenant: known.map(|b| b.tenant),
-                    to: known.map_or(Location::UNKNOWN, |b| ctx.bucket_end(b)),
-                    category: None,
-                    verdict,
-                    reason: Reason::UnknownBucket,
-                    basis: None,
-                }
+            .map(|(d, known)| DestinationOutcome {
+                bucket: d.bucket.clone(),
+                prefix: d.prefix.clone(),
+                tenant: known.map(|b| b.tenant().id),
+                to: known.map_or(Location::UNKNOWN, |b| ctx.bucket_end(b)),
+                category: None,
+                verdict,
+                reason: Reason::UnknownBucket,
+                basis: None,
             })
             .collect();
-        return ctx.unknown_bucket(bucket, source, outcomes, trace);
+        return ctx.unknown_bucket(
+            bucket.map(BucketHot::id),
+            source.map(BucketHot::id),
+            outcomes,
+            trace,
+        );
     };
 
-    let b = rules.bucket(bid);
     // The data comes from the copy source, else from the request's bucket.
-    let data = rules.bucket(source.unwrap_or(bid));
+    let data = source.unwrap_or(b);
     let here = ctx.bucket_end(b);
     let (from, to, pin) = match direction {
-        Direction::Control => return ctx.control(bid, "moves no object data", trace),
-        Direction::Replication => return ctx.replicate(facts, bid, &destinations, trace),
+        Direction::Control => return ctx.control(b, "moves no object data", trace),
+        Direction::Replication => return ctx.replicate(facts, b, &destinations, trace),
         Direction::Egress => (here, facts.requester, None),
         Direction::Ingress => (facts.requester, here, Some(ctx.bucket_region(b))),
         Direction::Copy => (ctx.bucket_end(data), here, Some(ctx.bucket_region(b))),
     };
     let leg = Leg {
-        tenant: data.tenant,
-        receiver: (b.tenant != data.tenant).then_some(b.tenant),
+        tenant: data.tenant(),
+        receiver: (b.tenant().id != data.tenant().id).then_some(b.tenant()),
         from,
         to,
         pin,
@@ -139,7 +140,8 @@ pub fn decide(
             hidden_in: op.hides_object_category().then_some(data),
         },
     };
-    ctx.evaluate(&leg, trace).decision(bid, source, Vec::new())
+    ctx.evaluate(&leg, trace)
+        .decision(b.id(), source.map(BucketHot::id), Vec::new())
 }
 
 /// What every step reads besides its own inputs.
@@ -152,10 +154,10 @@ struct Ctx<'r> {
 /// One transfer: tenant T's data moving from one end to the other.
 struct Leg<'a> {
     /// Whose data moves: the source bucket's tenant, whose bases apply.
-    tenant: TenantId,
+    tenant: &'a TenantHot,
     /// The receiving bucket's tenant when it is another one: its home
     /// regions and mode bind too.
-    receiver: Option<TenantId>,
+    receiver: Option<&'a TenantHot>,
     from: Location,
     to: Location,
     /// The region the data comes to rest in (not for egress): step 4.
@@ -167,7 +169,7 @@ struct Leg<'a> {
 struct CategoryInput<'a> {
     /// The bucket whose own category and classify rules describe the data:
     /// the one it is read from or written to.
-    bucket: &'a Bucket,
+    bucket: &'a BucketHot,
     probe: Option<Probe<'a>>,
     /// Only on writes.
     declared: Option<&'a str>,
@@ -175,7 +177,7 @@ struct CategoryInput<'a> {
     stored: Option<&'a str>,
     /// Where the object's own category cannot be seen: the bucket it comes
     /// from, whose `max_category` stands in for it.
-    hidden_in: Option<&'a Bucket>,
+    hidden_in: Option<&'a BucketHot>,
 }
 
 #[derive(Clone, Copy)]
@@ -221,22 +223,19 @@ impl Outcome {
     }
 }
 
-impl Ctx<'_> {
+impl<'r> Ctx<'r> {
     /// Step 1 for one bucket.
-    fn lookup(&self, role: &str, name: &str, trace: &mut impl Trace) -> Option<BucketId> {
-        let id = self.rules.bucket_by_name(name);
-        trace.step(1, "bucket", || match id {
-            Some(id) => {
-                let b = self.rules.bucket(id);
-                format!(
-                    "{role} bucket {name}: tenant {}, in {}",
-                    self.rules.tenant(b.tenant).id,
-                    show(self.rules, &self.bucket_end(b))
-                )
-            }
+    fn lookup(&self, role: &str, name: &str, trace: &mut impl Trace) -> Option<&'r BucketHot> {
+        let found = self.rules.bucket_hot_by_name(name);
+        trace.step(1, "bucket", || match found {
+            Some(b) => format!(
+                "{role} bucket {name}: tenant {}, in {}",
+                self.rules.tenant(b.tenant().id).id,
+                show(self.rules, &self.bucket_end(b))
+            ),
             None => format!("{role} bucket {name}: no tenant owns it"),
         });
-        id
+        found
     }
 
     fn unknown_bucket_verdict(&self) -> Verdict {
@@ -268,28 +267,28 @@ impl Ctx<'_> {
     }
 
     /// Step 2.
-    fn control(&self, bid: BucketId, why: &str, trace: &mut impl Trace) -> Decision {
-        let op_tenant = self.rules.bucket(bid).tenant;
+    fn control(&self, b: &BucketHot, why: &str, trace: &mut impl Trace) -> Decision {
+        let op_tenant = b.tenant();
         trace.step(2, "control", || format!("the operation {why}"));
         Decision {
-            tenant: Some(op_tenant),
-            bucket: Some(bid),
+            tenant: Some(op_tenant.id),
+            bucket: Some(b.id()),
             mode: Some(self.applied_mode(op_tenant, None)),
             ..blank(Verdict::Allow, Reason::ControlOperation)
         }
     }
 
-    fn bucket_region(&self, b: &Bucket) -> RegionId {
-        b.region.unwrap_or(self.inst.region)
+    fn bucket_region(&self, b: &BucketHot) -> RegionId {
+        b.region().unwrap_or(self.inst.region)
     }
 
-    fn bucket_end(&self, b: &Bucket) -> Location {
+    fn bucket_end(&self, b: &BucketHot) -> Location {
         let region = self.bucket_region(b);
         Location {
             region: Some(region),
             country: None,
             jurisdiction: Some(self.rules.region(region).jurisdiction),
-            via: Some(if b.region.is_some() {
+            via: Some(if b.region().is_some() {
                 Via::Bucket
             } else {
                 Via::Instance
@@ -302,20 +301,18 @@ impl Ctx<'_> {
     fn replicate(
         &self,
         facts: &Facts<'_>,
-        bid: BucketId,
-        destinations: &[Option<BucketId>],
+        b: &BucketHot,
+        destinations: &[Option<&BucketHot>],
         trace: &mut impl Trace,
     ) -> Decision {
-        let b = self.rules.bucket(bid);
         let from = self.bucket_end(b);
         let mut outcomes = Vec::with_capacity(destinations.len());
         let mut top: Option<Outcome> = None;
         // Step 1 has made sure every destination is known.
-        for (d, &did) in facts.destinations.iter().zip(destinations.iter().flatten()) {
-            let dest = self.rules.bucket(did);
+        for (d, &dest) in facts.destinations.iter().zip(destinations.iter().flatten()) {
             let leg = Leg {
-                tenant: b.tenant,
-                receiver: (dest.tenant != b.tenant).then_some(dest.tenant),
+                tenant: b.tenant(),
+                receiver: (dest.tenant().id != b.tenant().id).then_some(dest.tenant()),
                 from,
                 to: self.bucket_end(dest),
                 pin: Some(self.bucket_region(dest)),
@@ -337,7 +334,7 @@ impl Ctx<'_> {
             outcomes.push(DestinationOutcome {
                 bucket: d.bucket.clone(),
                 prefix: d.prefix.clone(),
-                tenant: Some(dest.tenant),
+                tenant: Some(dest.tenant().id),
                 to: out.to,
                 category: out.category.map(|(c, _)| c),
                 verdict: out.verdict,
@@ -354,8 +351,8 @@ impl Ctx<'_> {
             }
         }
         match top {
-            Some(top) => top.decision(bid, None, outcomes),
-            None => self.control(bid, "names no other bucket", trace),
+            Some(top) => top.decision(b.id(), None, outcomes),
+            None => self.control(b, "names no other bucket", trace),
         }
     }
 
@@ -371,7 +368,7 @@ impl Ctx<'_> {
             },
         };
         Outcome {
-            tenant: leg.tenant,
+            tenant: leg.tenant.id,
             from: leg.from,
             to: leg.to,
             category,
@@ -390,28 +387,32 @@ impl Ctx<'_> {
     ) -> Result<(CategoryId, CategorySource), Reason> {
         let rules = self.rules;
         let bucket = input.bucket;
-        let base = match bucket.category {
+        let base = match bucket.category() {
             Some(c) => (c, CategorySource::Bucket),
             None => (
-                rules.tenant_default_category(bucket.tenant),
+                bucket.tenant().default_category,
                 CategorySource::TenantDefault,
             ),
         };
-        let classify = input.probe.and_then(|p| match p {
-            Probe::Key(k) => bucket.classify.longest(k),
-            Probe::ListPrefix(p) => bucket.classify.strictest_overlapping(p),
-        });
+        let cold = || rules.bucket(bucket.id());
+        let classify = input
+            .probe
+            .filter(|_| bucket.classified())
+            .and_then(|p| match p {
+                Probe::Key(k) => cold().classify.longest(k),
+                Probe::ListPrefix(p) => cold().classify.strictest_overlapping(p),
+            });
         let declared = match input.declared.map(|d| (d, rules.category_by_id(d))) {
             None => None,
-            Some((_, Some(c))) if c <= bucket.max_category => Some(c),
+            Some((_, Some(c))) if c <= bucket.max_category() => Some(c),
             Some((d, c)) => {
                 trace.step(3, "category", || match c {
                     None => format!("declared category {d:?} is unknown to the rules"),
                     Some(c) => format!(
                         "declared category {} is above bucket {}'s max_category {}",
                         cat(rules, c),
-                        bucket.name,
-                        cat(rules, bucket.max_category)
+                        cold().name,
+                        cat(rules, bucket.max_category())
                     ),
                 });
                 return Err(Reason::InvalidCategory);
@@ -424,7 +425,7 @@ impl Ctx<'_> {
                 .category_by_id(s)
                 .unwrap_or_else(|| rules.strictest_category())
         });
-        let ceiling = input.hidden_in.map(|b| b.max_category);
+        let ceiling = input.hidden_in.map(BucketHot::max_category);
         let won = [
             classify.map(|(_, c)| (c, CategorySource::Classify)),
             declared.map(|c| (c, CategorySource::Declared)),
@@ -443,10 +444,12 @@ impl Ctx<'_> {
 
         trace.step(3, "category", || {
             let mut parts = vec![match base {
-                (c, CategorySource::Bucket) => format!("bucket {}: {}", bucket.name, cat(rules, c)),
+                (c, CategorySource::Bucket) => {
+                    format!("bucket {}: {}", cold().name, cat(rules, c))
+                }
                 (c, _) => format!(
                     "tenant {} default: {}",
-                    rules.tenant(bucket.tenant).id,
+                    rules.tenant(bucket.tenant().id).id,
                     cat(rules, c)
                 ),
             }];
@@ -474,8 +477,8 @@ impl Ctx<'_> {
             parts.extend(input.hidden_in.map(|b| {
                 format!(
                     "object category not visible: {}'s max_category {}",
-                    b.name,
-                    cat(rules, b.max_category)
+                    rules.bucket(b.id()).name,
+                    cat(rules, b.max_category())
                 )
             }));
             format!(
@@ -497,11 +500,11 @@ impl Ctx<'_> {
     ) -> Result<(Reason, Option<BasisId>), Reason> {
         let rules = self.rules;
         if let Some(region) = leg.pin {
-            let at_home = |t: TenantId| rules.is_home(t, region);
+            let at_home = |t: &TenantHot| t.is_home(rules, region);
             let pinned = at_home(leg.tenant) && leg.receiver.is_none_or(at_home);
             trace.step(4, "residency_pin", || {
-                let homes = |t: TenantId| {
-                    let tenant = rules.tenant(t);
+                let homes = |t: &TenantHot| {
+                    let tenant = rules.tenant(t.id);
                     let regions: Vec<&str> = tenant
                         .home_regions
                         .iter()
@@ -584,7 +587,7 @@ impl Ctx<'_> {
         };
 
         let never = cross == CrossBorder::Never;
-        match self.choose_basis(leg.tenant, route, category, never, trace) {
+        match self.choose_basis(leg.tenant.id, route, category, never, trace) {
             Some(id) => Ok((Reason::LegalBasis, Some(id))),
             None if never => Err(Reason::ForbiddenCategory),
             None => Err(Reason::NoLegalBasis),
@@ -697,8 +700,8 @@ impl Ctx<'_> {
     /// The mode in force today for T and, in a transfer to another tenant's
     /// bucket, the receiver: enforce beats monitor, and of two monitors the
     /// one that ends first.
-    fn applied_mode(&self, tenant: TenantId, receiver: Option<TenantId>) -> Mode {
-        let in_force = |t: TenantId| match self.configured_mode(t) {
+    fn applied_mode(&self, tenant: &TenantHot, receiver: Option<&TenantHot>) -> Mode {
+        let in_force = |t: &TenantHot| match self.configured_mode(t) {
             Mode::Monitor { until } if self.today <= until => Mode::Monitor { until },
             _ => Mode::Enforce,
         };
@@ -711,21 +714,19 @@ impl Ctx<'_> {
         }
     }
 
-    fn configured_mode(&self, tenant: TenantId) -> Mode {
-        self.rules
-            .tenant_mode(tenant)
-            .unwrap_or(self.inst.default_mode)
+    fn configured_mode(&self, tenant: &TenantHot) -> Mode {
+        tenant.mode.unwrap_or(self.inst.default_mode)
     }
 
     /// Step 11, for a deny of steps 4–10.
     fn monitor(&self, leg: &Leg<'_>, mode: Mode, trace: &mut impl Trace) -> Verdict {
         trace.step(11, "monitor", || {
-            let show_mode = |t: TenantId| {
+            let show_mode = |t: &TenantHot| {
                 let shown = match self.configured_mode(t) {
                     Mode::Monitor { until } => format!("monitor until {until}"),
                     Mode::Enforce => "enforce".into(),
                 };
-                format!("tenant {}: {shown}", self.rules.tenant(t).id)
+                format!("tenant {}: {shown}", self.rules.tenant(t.id).id)
             };
             let mut modes = show_mode(leg.tenant);
             if let Some(r) = leg.receiver {
