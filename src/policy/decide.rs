@@ -587,7 +587,7 @@ impl<'r> Ctx<'r> {
         };
 
         let never = cross == CrossBorder::Never;
-        match self.choose_basis(leg.tenant.id, route, category, never, trace) {
+        match self.choose_basis(leg.tenant, route, category, never, trace) {
             Some(id) => Ok((Reason::LegalBasis, Some(id))),
             None if never => Err(Reason::ForbiddenCategory),
             None => Err(Reason::NoLegalBasis),
@@ -598,7 +598,7 @@ impl<'r> Ctx<'r> {
     /// naming the category itself can open it.
     fn choose_basis(
         &self,
-        tenant: TenantId,
+        tenant: &TenantHot,
         (from, to): (Jurisdiction, Jurisdiction),
         category: CategoryId,
         never: bool,
@@ -615,7 +615,7 @@ impl<'r> Ctx<'r> {
                 "{} → {} for tenant {}",
                 rules.jurisdiction_name(from),
                 rules.jurisdiction_name(to),
-                rules.tenant(tenant).id
+                rules.tenant(tenant.id).id
             );
             if never {
                 format!(
@@ -627,8 +627,8 @@ impl<'r> Ctx<'r> {
             }
         });
         // The `*` list is looked up only if the tenant's own has no answer.
-        let candidates = rules
-            .bases_for(Some(tenant), from, to)
+        let candidates = tenant
+            .bases_for(rules, from, to)
             .iter()
             .chain(std::iter::once_with(|| rules.bases_for(None, from, to)).flatten());
         // Derogations apply only when nothing else does, so even a `*` basis

@@ -470,6 +470,8 @@ impl Basis {
 pub struct RouteBasis {
     pub id: BasisId,
     pub kind: BasisKind,
+    /// (from, to): what a scan of the tenant's block looks for.
+    route: (Jurisdiction, Jurisdiction),
     /// `None` is `categories = ["*"]`.
     categories: Option<IdMask>,
     valid_from: Date,
@@ -478,40 +480,42 @@ pub struct RouteBasis {
 }
 
 /// A set of small ids as a bit mask, so membership reads no list. A set
-/// with an id past 63 cannot be one: `Listed` sends the question to the
-/// list it was made from.
+/// with an id past 62 cannot be one: the top bit, `LISTED`, sends the
+/// question to the list it was made from. Eight bytes, not an enum's
+/// sixteen: it is copied into every `BucketHot`.
 #[derive(Clone, Copy, Debug)]
-enum IdMask {
-    Mask(u64),
-    Listed,
-}
+struct IdMask(u64);
 
 impl IdMask {
+    const LISTED: u64 = 1 << 63;
+
     fn of(ids: impl IntoIterator<Item = u16>) -> IdMask {
         let mut mask = 0u64;
         for id in ids {
-            match 1u64.checked_shl(id.into()) {
+            match 1u64
+                .checked_shl(id.into())
+                .filter(|&bit| bit != Self::LISTED)
+            {
                 Some(bit) => mask |= bit,
-                None => return IdMask::Listed,
+                None => return IdMask(Self::LISTED),
             }
         }
-        IdMask::Mask(mask)
+        IdMask(mask)
     }
 
     /// `None`: ask the list.
     fn contains(self, id: u16) -> Option<bool> {
-        match self {
-            IdMask::Mask(m) => Some(1u64.checked_shl(id.into()).is_some_and(|b| m & b != 0)),
-            IdMask::Listed => None,
-        }
+        (self.0 != Self::LISTED)
+            .then(|| 1u64.checked_shl(id.into()).is_some_and(|b| self.0 & b != 0))
     }
 }
 
 impl RouteBasis {
-    fn new(id: BasisId, b: &Basis) -> RouteBasis {
+    fn new(id: BasisId, b: &Basis, to: Jurisdiction) -> RouteBasis {
         RouteBasis {
             id,
             kind: b.kind,
+            route: (b.from, to),
             categories: b
                 .categories
                 .as_ref()
@@ -576,8 +580,6 @@ pub struct Tables {
     pub bases: Vec<Basis>,
 }
 
-type Route = (Option<TenantId>, Jurisdiction, Jurisdiction);
-
 /// What every decision reads of a tenant, a fraction of the size of a
 /// `Tenant`: copied into each of its buckets' `BucketHot`, so that the
 /// decision finds it in the cache line it has already read.
@@ -588,16 +590,42 @@ pub struct TenantHot {
     /// `Tenant::mode`.
     pub mode: Option<Mode>,
     homes: IdMask,
+    /// The tenant's own bases in `RuleSet::route_bases`: (start, len).
+    routes: (u32, u32),
 }
 
 impl TenantHot {
-    fn new(id: TenantId, t: &Tenant) -> TenantHot {
+    fn new(id: TenantId, t: &Tenant, routes: (u32, u32)) -> TenantHot {
         TenantHot {
             id,
             default_category: t.default_category,
             mode: t.mode,
             homes: IdMask::of(t.home_regions.iter().map(|r| r.0)),
+            routes,
         }
+    }
+
+    /// The tenant's own bases for (from, to), in order of preference.
+    ///
+    /// A tenant's bases for all its routes lie in one block, sorted by
+    /// route, and are scanned from the start: each entry's address is known
+    /// before the one before it is read, so the CPU reads the block's few
+    /// cache lines at once, where a hash map's probe leads to a slot and
+    /// the slot to the run, one miss after the other.
+    pub fn bases_for<'r>(
+        &self,
+        rules: &'r RuleSet,
+        from: Jurisdiction,
+        to: Jurisdiction,
+    ) -> &'r [RouteBasis] {
+        let (start, len) = self.routes;
+        let block = &rules.route_bases[start as usize..][..len as usize];
+        let Some(first) = block.iter().position(|b| b.route == (from, to)) else {
+            return &[];
+        };
+        let run = &block[first..];
+        let len = run.iter().take_while(|b| b.route == (from, to)).count();
+        &run[..len]
     }
 
     /// Whether `region` is one of the tenant's `home_regions`.
@@ -758,10 +786,15 @@ pub struct RuleSet {
     /// Sorted by network address; ranges do not overlap (compile checks).
     networks_v4: Vec<(ipnet::Ipv4Net, RegionId)>,
     networks_v6: Vec<(ipnet::Ipv6Net, RegionId)>,
-    /// (tenant or `*`, from, to) → a run of `route_bases`, in order of
-    /// preference (kind, latest `valid_until`, id), expired ones included
-    /// so explain can say why each was passed over.
-    bases_by_route: HashMap<Route, (u32, u32)>,
+    /// By `TenantId`, for `bases_for`; a decision reads the copy in its
+    /// bucket's `BucketHot`.
+    tenant_hot: Vec<TenantHot>,
+    /// (from, to) of a `*` basis → a run of `route_bases`.
+    star_routes: HashMap<(Jurisdiction, Jurisdiction), (u32, u32)>,
+    /// Runs of bases by route, each in order of preference (kind, latest
+    /// `valid_until`, id), expired ones included so explain can say why
+    /// each was passed over: each tenant's runs in one block (see
+    /// `TenantHot::bases_for`), then the `*` runs.
     route_bases: Vec<RouteBasis>,
 }
 
@@ -785,8 +818,9 @@ impl RuleSet {
         let region_by_id = index(&tables.regions, |r| &r.id, |i| RegionId(i as u16));
         let category_by_id = index(&tables.categories, |c| &c.id, |i| CategoryId(i as u16));
         let tenant_by_id = index(&tables.tenants, |t| &t.id, |i| TenantId(i as u32));
+        let routes = route_bases(&tables);
         let tenant_hot: Vec<TenantHot> = (tables.tenants.iter().enumerate())
-            .map(|(i, t)| TenantHot::new(TenantId(i as u32), t))
+            .map(|(i, t)| TenantHot::new(TenantId(i as u32), t, routes.tenants[i]))
             .collect();
         let bucket_hot = (tables.buckets.iter().enumerate())
             .map(|(i, b)| BucketHot::new(BucketId(i as u32), b, tenant_hot[b.tenant.0 as usize]))
@@ -816,36 +850,6 @@ impl RuleSet {
         networks_v4.sort_by_key(|(n, _)| n.network());
         networks_v6.sort_by_key(|(n, _)| n.network());
 
-        let mut bases_by_route: HashMap<_, Vec<BasisId>> = HashMap::new();
-        for (i, b) in tables.bases.iter().enumerate() {
-            for to in &b.to {
-                bases_by_route
-                    .entry((b.tenant, b.from, *to))
-                    .or_default()
-                    .push(BasisId(i as u32));
-            }
-        }
-        let mut route_bases = Vec::new();
-        let bases_by_route = bases_by_route
-            .into_iter()
-            .map(|(route, mut ids)| {
-                ids.sort_by(|a, b| {
-                    let (a, b) = (&tables.bases[a.0 as usize], &tables.bases[b.0 as usize]);
-                    a.kind
-                        .preference()
-                        .cmp(&b.kind.preference())
-                        .then_with(|| b.valid_until.cmp(&a.valid_until))
-                        .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
-                });
-                let start = route_bases.len() as u32;
-                route_bases.extend(
-                    ids.iter()
-                        .map(|&id| RouteBasis::new(id, &tables.bases[id.0 as usize])),
-                );
-                (route, (start, ids.len() as u32))
-            })
-            .collect();
-
         RuleSet {
             tables,
             version,
@@ -863,8 +867,9 @@ impl RuleSet {
             peer_by_san,
             networks_v4,
             networks_v6,
-            bases_by_route,
-            route_bases,
+            tenant_hot,
+            star_routes: routes.star,
+            route_bases: routes.bases,
         }
     }
 
@@ -977,10 +982,68 @@ impl RuleSet {
         from: Jurisdiction,
         to: Jurisdiction,
     ) -> &[RouteBasis] {
-        match self.bases_by_route.get(&(tenant, from, to)) {
-            Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
-            None => &[],
+        match tenant {
+            Some(t) => self.tenant_hot[t.0 as usize].bases_for(self, from, to),
+            None => match self.star_routes.get(&(from, to)) {
+                Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
+                None => &[],
+            },
         }
+    }
+}
+
+/// `RuleSet::route_bases` and where in it each tenant's block and each `*`
+/// route's run lie.
+struct Routes {
+    bases: Vec<RouteBasis>,
+    /// By `TenantId`: (start, len).
+    tenants: Vec<(u32, u32)>,
+    star: HashMap<(Jurisdiction, Jurisdiction), (u32, u32)>,
+}
+
+fn route_bases(tables: &Tables) -> Routes {
+    // (tenant or `*` last, from, to, preference): each tenant's routes in
+    // one block, each route's bases in one run.
+    let mut entries: Vec<(Option<TenantId>, Jurisdiction, Jurisdiction, BasisId)> = Vec::new();
+    for (i, b) in tables.bases.iter().enumerate() {
+        entries.extend(
+            b.to.iter()
+                .map(|&to| (b.tenant, b.from, to, BasisId(i as u32))),
+        );
+    }
+    let basis = |id: BasisId| &tables.bases[id.0 as usize];
+    entries.sort_by(|a, b| {
+        (a.0.is_none(), a.0, a.1, a.2)
+            .cmp(&(b.0.is_none(), b.0, b.1, b.2))
+            .then_with(|| {
+                let (a, b) = (basis(a.3), basis(b.3));
+                a.kind
+                    .preference()
+                    .cmp(&b.kind.preference())
+                    .then_with(|| b.valid_until.cmp(&a.valid_until))
+                    .then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()))
+            })
+    });
+    let bases = entries
+        .iter()
+        .map(|&(_, _, to, id)| RouteBasis::new(id, basis(id), to))
+        .collect();
+    let mut tenants = vec![(0, 0); tables.tenants.len()];
+    let mut star = HashMap::new();
+    for (at, e) in entries.iter().enumerate() {
+        let run = match e.0 {
+            Some(t) => &mut tenants[t.0 as usize],
+            None => star.entry((e.1, e.2)).or_insert((at as u32, 0)),
+        };
+        if run.1 == 0 {
+            run.0 = at as u32;
+        }
+        run.1 += 1;
+    }
+    Routes {
+        bases,
+        tenants,
+        star,
     }
 }
 
@@ -1004,8 +1067,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::{
-        Bucket, BucketHot, BucketId, BucketName, CategoryId, ClassifyIndex, NameIndex, RuleSet,
-        Tables, Tenant,
+        Basis, BasisKind, Bucket, BucketHot, BucketId, BucketName, CategoryId, ClassifyIndex,
+        Jurisdiction, NameIndex, RuleSet, Tables, Tenant, TenantId,
     };
 
     #[test]
@@ -1049,7 +1112,7 @@ mod tests {
             buckets: (names.iter())
                 .map(|n| Bucket {
                     name: BucketName::new(n).expect("at most 63 bytes"),
-                    tenant: super::TenantId(0),
+                    tenant: TenantId(0),
                     region: None,
                     category: None,
                     max_category: CategoryId(0),
@@ -1079,6 +1142,67 @@ mod tests {
                 expected.get(probe.as_str()).copied(),
                 "{probe:?}"
             );
+        }
+    }
+
+    /// Each tenant's block of runs against the definition: the bases of
+    /// that tenant (or `*`) naming the route, in order of preference.
+    #[test]
+    fn bases_for_agrees_with_filtering_every_basis() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let day = |d: i32| time::Date::from_julian_day(2_460_000 + d).expect("a date");
+        let tenants: Vec<Tenant> = (0..4)
+            .map(|t| Tenant {
+                id: format!("t{t}").into(),
+                home_regions: Vec::new(),
+                default_category: CategoryId(0),
+                mode: None,
+            })
+            .collect();
+        let bases: Vec<Basis> = (0..300)
+            .map(|i| Basis {
+                id: format!("b{i:03}").into(),
+                tenant: (rng.gen_range(0..5) < 4).then(|| TenantId(rng.gen_range(0..4))),
+                kind: BasisKind::ALL[rng.gen_range(0..BasisKind::ALL.len())],
+                from: Jurisdiction(rng.gen_range(0..3)),
+                to: vec![Jurisdiction(rng.gen_range(0..3)), Jurisdiction(3)],
+                categories: None,
+                recipient: None,
+                scope: None,
+                valid_from: day(0),
+                valid_until: day(rng.gen_range(0..5)),
+                revoked_on: None,
+                evidence: None,
+            })
+            .collect();
+        let rules = RuleSet::new(
+            Tables {
+                tenants,
+                bases: bases.clone(),
+                ..Tables::default()
+            },
+            "test".into(),
+        );
+        for tenant in [
+            None,
+            Some(TenantId(0)),
+            Some(TenantId(1)),
+            Some(TenantId(3)),
+        ] {
+            for (from, to) in (0..4).flat_map(|f| (0..4).map(move |t| (f, t))) {
+                let (from, to) = (Jurisdiction(from), Jurisdiction(to));
+                let mut expected: Vec<&Basis> = (bases.iter())
+                    .filter(|b| b.tenant == tenant && b.from == from && b.to.contains(&to))
+                    .collect();
+                expected.sort_by_key(|b| {
+                    (b.kind.preference(), std::cmp::Reverse(b.valid_until), &b.id)
+                });
+                let found: Vec<&str> = (rules.bases_for(tenant, from, to).iter())
+                    .map(|r| &*rules.basis(r.id).id)
+                    .collect();
+                let expected: Vec<&str> = expected.iter().map(|b| &*b.id).collect();
+                assert_eq!(found, expected, "{tenant:?} {from:?} → {to:?}");
+            }
         }
     }
 
