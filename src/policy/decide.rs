@@ -397,10 +397,10 @@ impl<'r> Ctx<'r> {
         let cold = || rules.bucket(bucket.id());
         let classify = input
             .probe
-            .filter(|_| bucket.classified())
-            .and_then(|p| match p {
-                Probe::Key(k) => cold().classify.longest(k),
-                Probe::ListPrefix(p) => cold().classify.strictest_overlapping(p),
+            .zip(bucket.classify(rules))
+            .and_then(|(p, index)| match p {
+                Probe::Key(k) => index.longest(k),
+                Probe::ListPrefix(p) => index.strictest_overlapping(p),
             });
         let declared = match input.declared.map(|d| (d, rules.category_by_id(d))) {
             None => None,

@@ -233,17 +233,48 @@ impl ClassifyIndex {
         self.rules.len()
     }
 
-    fn prefix(&self, i: usize) -> &str {
-        let start = i.checked_sub(1).map_or(0, |j| self.rules[j].end as usize);
-        &self.bytes[start..self.rules[i].end as usize]
-    }
-
-    fn rules(&self) -> impl Iterator<Item = (&str, CategoryId)> {
-        (0..self.rules.len()).map(|i| (self.prefix(i), self.rules[i].category))
+    fn view(&self) -> ClassifyView<'_> {
+        ClassifyView {
+            rules: &self.rules,
+            bytes: &self.bytes,
+            start: 0,
+        }
     }
 
     /// The rule with the longest prefix of `key`.
     pub fn longest(&self, key: &str) -> Option<(&str, CategoryId)> {
+        self.view().longest(key)
+    }
+
+    /// The strictest rule whose prefix overlaps a listing of `prefix`.
+    pub fn strictest_overlapping(&self, prefix: &str) -> Option<(&str, CategoryId)> {
+        self.view().strictest_overlapping(prefix)
+    }
+}
+
+/// One bucket's classify rules, read where they lie: in its own
+/// `ClassifyIndex`, or in the rule set's copy of all buckets' rules side by
+/// side, which a `BucketHot` points into without a `Bucket` in between.
+#[derive(Clone, Copy)]
+pub struct ClassifyView<'a> {
+    rules: &'a [ClassifyRule],
+    /// Holds the rules' prefixes, from `start` on.
+    bytes: &'a str,
+    start: u32,
+}
+
+impl<'a> ClassifyView<'a> {
+    fn prefix(&self, i: usize) -> &'a str {
+        let start = i.checked_sub(1).map_or(self.start, |j| self.rules[j].end);
+        &self.bytes[start as usize..self.rules[i].end as usize]
+    }
+
+    fn rules(self) -> impl Iterator<Item = (&'a str, CategoryId)> {
+        (0..self.rules.len()).map(move |i| (self.prefix(i), self.rules[i].category))
+    }
+
+    /// The rule with the longest prefix of `key`.
+    pub fn longest(self, key: &str) -> Option<(&'a str, CategoryId)> {
         // Binary search for the number of prefixes not above `key`.
         let (mut lo, mut hi) = (0, self.rules.len());
         while lo < hi {
@@ -267,7 +298,7 @@ impl ClassifyIndex {
     /// The strictest rule whose prefix overlaps a listing of `prefix`: the
     /// listing may return keys under any such rule. Lists are rarer than
     /// object reads, and this walks only one bucket's rules.
-    pub fn strictest_overlapping(&self, prefix: &str) -> Option<(&str, CategoryId)> {
+    pub fn strictest_overlapping(self, prefix: &str) -> Option<(&'a str, CategoryId)> {
         self.rules()
             .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p))
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
@@ -650,21 +681,30 @@ pub struct BucketHot {
     name_head: [u8; NAME_HEAD],
 }
 
+/// The options are 16-bit ids with `NONE` for `None` (compile allows at
+/// most 32,000 regions and categories), so that the fields leave the name
+/// 15 bytes.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 struct HotFields {
     tenant: TenantHot,
     id: BucketId,
-    region: Option<RegionId>,
-    category: Option<CategoryId>,
+    /// The bucket's run in `RuleSet::classify_rules`.
+    classify_start: u32,
+    /// `TOO_MANY`: more than a `u16` counts; ask the `Bucket`.
+    classify_len: u16,
+    region: u16,
+    category: u16,
     max_category: CategoryId,
-    classified: bool,
 }
+
+const NONE: u16 = u16::MAX;
+const TOO_MANY: u16 = u16::MAX;
 
 const NAME_HEAD: usize = 64 - 1 - std::mem::size_of::<HotFields>();
 
 impl BucketHot {
-    fn new(id: BucketId, b: &Bucket, tenant: TenantHot) -> BucketHot {
+    fn new(id: BucketId, b: &Bucket, tenant: TenantHot, classify_start: u32) -> BucketHot {
         let mut name_head = [0; NAME_HEAD];
         let head = &b.name.as_bytes()[..b.name.len().min(NAME_HEAD)];
         name_head[..head.len()].copy_from_slice(head);
@@ -672,10 +712,11 @@ impl BucketHot {
             fields: HotFields {
                 tenant,
                 id,
-                region: b.region,
-                category: b.category,
+                classify_start,
+                classify_len: u16::try_from(b.classify.len()).unwrap_or(TOO_MANY),
+                region: b.region.map_or(NONE, |r| r.0),
+                category: b.category.map_or(NONE, |c| c.0),
                 max_category: b.max_category,
-                classified: !b.classify.is_empty(),
             },
             name_len: b.name.len() as u8,
             name_head,
@@ -700,19 +741,32 @@ impl BucketHot {
     }
     /// `Bucket::region`.
     pub fn region(&self) -> Option<RegionId> {
-        self.fields.region
+        (self.fields.region != NONE).then_some(RegionId(self.fields.region))
     }
     /// `Bucket::category`.
     pub fn category(&self) -> Option<CategoryId> {
-        self.fields.category
+        (self.fields.category != NONE).then_some(CategoryId(self.fields.category))
     }
     /// `Bucket::max_category`.
     pub fn max_category(&self) -> CategoryId {
         self.fields.max_category
     }
-    /// Whether the bucket has classify rules (read them in the `Bucket`).
-    pub fn classified(&self) -> bool {
-        self.fields.classified
+    /// The bucket's classify rules, `None` when it has none.
+    pub fn classify<'r>(&self, rules: &'r RuleSet) -> Option<ClassifyView<'r>> {
+        let start = self.fields.classify_start as usize;
+        match self.fields.classify_len {
+            0 => None,
+            TOO_MANY => Some(rules.bucket(self.id()).classify.view()),
+            len => Some(ClassifyView {
+                rules: &rules.classify_rules[start..][..len.into()],
+                bytes: &rules.classify_bytes,
+                // Where the run's first prefix starts: the previous run's
+                // last one ends there.
+                start: start
+                    .checked_sub(1)
+                    .map_or(0, |i| rules.classify_rules[i].end),
+            }),
+        }
     }
 }
 
@@ -780,6 +834,10 @@ pub struct RuleSet {
     bucket_hot: Vec<BucketHot>,
     bucket_by_name: NameIndex,
     hasher: DefaultHashBuilder,
+    /// Every bucket's classify rules side by side (those of a bucket with
+    /// `TOO_MANY` left out), their prefixes in `classify_bytes`.
+    classify_rules: Vec<ClassifyRule>,
+    classify_bytes: String,
     peer_by_id: HashMap<Box<str>, PeerId>,
     peer_by_fingerprint: HashMap<[u8; 32], PeerId>,
     peer_by_san: HashMap<Box<str>, PeerId>,
@@ -822,9 +880,22 @@ impl RuleSet {
         let tenant_hot: Vec<TenantHot> = (tables.tenants.iter().enumerate())
             .map(|(i, t)| TenantHot::new(TenantId(i as u32), t, routes.tenants[i]))
             .collect();
-        let bucket_hot = (tables.buckets.iter().enumerate())
-            .map(|(i, b)| BucketHot::new(BucketId(i as u32), b, tenant_hot[b.tenant.0 as usize]))
-            .collect();
+        let mut classify_rules: Vec<ClassifyRule> = Vec::new();
+        let mut classify_bytes = String::new();
+        let mut bucket_hot = Vec::with_capacity(tables.buckets.len());
+        for (i, b) in tables.buckets.iter().enumerate() {
+            let tenant = tenant_hot[b.tenant.0 as usize];
+            let hot = BucketHot::new(BucketId(i as u32), b, tenant, classify_rules.len() as u32);
+            if hot.fields.classify_len != TOO_MANY {
+                let offset = classify_bytes.len() as u32;
+                classify_bytes.push_str(&b.classify.bytes);
+                classify_rules.extend(b.classify.rules.iter().map(|r| ClassifyRule {
+                    end: r.end + offset,
+                    ..*r
+                }));
+            }
+            bucket_hot.push(hot);
+        }
         let hasher = DefaultHashBuilder::default();
         let bucket_by_name =
             NameIndex::new(tables.buckets.iter().map(|b| hasher.hash_one(&*b.name)));
@@ -862,6 +933,8 @@ impl RuleSet {
             bucket_hot,
             bucket_by_name,
             hasher,
+            classify_rules,
+            classify_bytes,
             peer_by_id,
             peer_by_fingerprint,
             peer_by_san,
@@ -1202,6 +1275,65 @@ mod tests {
                     .collect();
                 let expected: Vec<&str> = expected.iter().map(|b| &*b.id).collect();
                 assert_eq!(found, expected, "{tenant:?} {from:?} → {to:?}");
+            }
+        }
+    }
+
+    /// Every bucket's rules as its `BucketHot` finds them in the shared
+    /// copy, against its own `ClassifyIndex`: buckets with none, a few, and
+    /// more than a `u16` counts (read from the `Bucket` itself).
+    #[test]
+    fn classify_through_the_hot_line_agrees_with_the_buckets_own() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let word = |rng: &mut StdRng| -> String {
+            (0..rng.gen_range(0..6))
+                .map(|_| ['a', 'b', '/'][rng.gen_range(0..3)])
+                .collect()
+        };
+        let mut classifies: Vec<ClassifyIndex> = (0..200)
+            .map(|_| {
+                let n = rng.gen_range(0..6);
+                ClassifyIndex::new((0..n).map(|c| (word(&mut rng).into(), CategoryId(c))))
+            })
+            .collect();
+        classifies.insert(
+            100,
+            ClassifyIndex::new((0..70_000).map(|i| (format!("k{i:05}/").into(), CategoryId(1)))),
+        );
+        let tables = Tables {
+            tenants: vec![Tenant {
+                id: "t".into(),
+                home_regions: Vec::new(),
+                default_category: CategoryId(0),
+                mode: None,
+            }],
+            buckets: (classifies.into_iter().enumerate())
+                .map(|(i, classify)| Bucket {
+                    name: BucketName::new(&format!("b{i:03}")).expect("short"),
+                    tenant: TenantId(0),
+                    region: None,
+                    category: None,
+                    max_category: CategoryId(0),
+                    classify,
+                })
+                .collect(),
+            ..Tables::default()
+        };
+        let rules = RuleSet::new(tables, "test".into());
+        let mut keys: Vec<String> = (0..50).map(|_| word(&mut rng) + &word(&mut rng)).collect();
+        keys.extend(["k00000/x", "k69999/", "k7", "k12345/a/b"].map(String::from));
+        for (i, b) in rules.tables.buckets.iter().enumerate() {
+            let view = rules.bucket_hot(BucketId(i as u32)).classify(&rules);
+            assert_eq!(view.is_none(), b.classify.is_empty(), "bucket {i}");
+            for key in &keys {
+                let hot = view.and_then(|v| v.longest(key));
+                assert_eq!(hot, b.classify.longest(key), "bucket {i}, key {key:?}");
+                let hot = view.and_then(|v| v.strictest_overlapping(key));
+                assert_eq!(
+                    hot,
+                    b.classify.strictest_overlapping(key),
+                    "bucket {i}, {key:?}"
+                );
             }
         }
     }
