@@ -670,7 +670,8 @@ impl TenantHot {
 /// What a decision reads of a bucket and its tenant, in one cache line:
 /// a random bucket costs one memory miss here rather than one for the
 /// `Bucket`, one for its tenant and one for the index entry that leads to
-/// it. Only a bucket with classify rules, and a trace, read the `Bucket`.
+/// it. Only a name longer than the head held here, a bucket with more
+/// classify rules than a `u16` counts, and a trace read the `Bucket`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub struct BucketHot {
@@ -1144,6 +1145,34 @@ mod tests {
         Jurisdiction, NameIndex, RuleSet, Tables, Tenant, TenantId,
     };
 
+    fn tenant(id: &str) -> Tenant {
+        Tenant {
+            id: id.into(),
+            home_regions: Vec::new(),
+            default_category: CategoryId(0),
+            mode: None,
+        }
+    }
+
+    /// A rule set of these buckets, all of one tenant.
+    fn one_tenants<'a>(buckets: impl Iterator<Item = (&'a str, ClassifyIndex)>) -> RuleSet {
+        let tables = Tables {
+            tenants: vec![tenant("t")],
+            buckets: buckets
+                .map(|(name, classify)| Bucket {
+                    name: BucketName::new(name).expect("at most 63 bytes"),
+                    tenant: TenantId(0),
+                    region: None,
+                    category: None,
+                    max_category: CategoryId(0),
+                    classify,
+                })
+                .collect(),
+            ..Tables::default()
+        };
+        RuleSet::new(tables, "test".into())
+    }
+
     #[test]
     fn a_bucket_hot_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<BucketHot>(), 64);
@@ -1175,26 +1204,7 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        let tables = Tables {
-            tenants: vec![Tenant {
-                id: "t".into(),
-                home_regions: Vec::new(),
-                default_category: CategoryId(0),
-                mode: None,
-            }],
-            buckets: (names.iter())
-                .map(|n| Bucket {
-                    name: BucketName::new(n).expect("at most 63 bytes"),
-                    tenant: TenantId(0),
-                    region: None,
-                    category: None,
-                    max_category: CategoryId(0),
-                    classify: ClassifyIndex::default(),
-                })
-                .collect(),
-            ..Tables::default()
-        };
-        let rules = RuleSet::new(tables, "test".into());
+        let rules = one_tenants(names.iter().map(|n| (n.as_str(), ClassifyIndex::default())));
         let expected: HashMap<&str, BucketId> = (names.iter())
             .zip(0..)
             .map(|(n, i)| (n.as_str(), BucketId(i)))
@@ -1216,6 +1226,17 @@ mod tests {
                 "{probe:?}"
             );
         }
+        // The index's hash halves keep most near misses from the name
+        // check; ask it directly, the last byte being past the head for
+        // the long names.
+        for (name, &id) in &expected {
+            let (hot, cold) = (rules.bucket_hot(id), || rules.bucket(id));
+            let mut other = name.to_string();
+            other.pop();
+            other.push('!');
+            assert!(hot.is_named(name, cold), "{name}");
+            assert!(!hot.is_named(&other, cold), "{name}");
+        }
     }
 
     /// Each tenant's block of runs against the definition: the bases of
@@ -1224,14 +1245,7 @@ mod tests {
     fn bases_for_agrees_with_filtering_every_basis() {
         let mut rng = StdRng::seed_from_u64(3);
         let day = |d: i32| time::Date::from_julian_day(2_460_000 + d).expect("a date");
-        let tenants: Vec<Tenant> = (0..4)
-            .map(|t| Tenant {
-                id: format!("t{t}").into(),
-                home_regions: Vec::new(),
-                default_category: CategoryId(0),
-                mode: None,
-            })
-            .collect();
+        let tenants: Vec<Tenant> = (0..4).map(|t| tenant(&format!("t{t}"))).collect();
         let bases: Vec<Basis> = (0..300)
             .map(|i| Basis {
                 id: format!("b{i:03}").into(),
@@ -1300,26 +1314,8 @@ mod tests {
             100,
             ClassifyIndex::new((0..70_000).map(|i| (format!("k{i:05}/").into(), CategoryId(1)))),
         );
-        let tables = Tables {
-            tenants: vec![Tenant {
-                id: "t".into(),
-                home_regions: Vec::new(),
-                default_category: CategoryId(0),
-                mode: None,
-            }],
-            buckets: (classifies.into_iter().enumerate())
-                .map(|(i, classify)| Bucket {
-                    name: BucketName::new(&format!("b{i:03}")).expect("short"),
-                    tenant: TenantId(0),
-                    region: None,
-                    category: None,
-                    max_category: CategoryId(0),
-                    classify,
-                })
-                .collect(),
-            ..Tables::default()
-        };
-        let rules = RuleSet::new(tables, "test".into());
+        let names: Vec<String> = (0..classifies.len()).map(|i| format!("b{i:03}")).collect();
+        let rules = one_tenants(names.iter().map(|n| n.as_str()).zip(classifies));
         let mut keys: Vec<String> = (0..50).map(|_| word(&mut rng) + &word(&mut rng)).collect();
         keys.extend(["k00000/x", "k69999/", "k7", "k12345/a/b"].map(String::from));
         for (i, b) in rules.tables.buckets.iter().enumerate() {
