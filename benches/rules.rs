@@ -133,6 +133,15 @@ fn bench(c: &mut Criterion) {
             .copied()
     };
 
+    // The decision's first step alone: the bucket index and the one
+    // `BucketHot` line it leads to. What `decide` costs beyond it is the
+    // classify run, the route's bases and the steps' own work.
+    let resolve_one = |d: &Draw| {
+        snap.rules
+            .bucket_hot_by_name(d.request.bucket.as_deref().expect("a bucket"))
+            .map(|b| b.tenant().id)
+    };
+
     let mut reasons: HashMap<&str, usize> = HashMap::new();
     for d in &draws {
         *reasons.entry(decide_one(d).reason.as_str()).or_default() += 1;
@@ -141,6 +150,7 @@ fn bench(c: &mut Criterion) {
     reasons.sort_unstable_by_key(|&(_, n)| std::cmp::Reverse(n));
     eprintln!("reasons drawn: {reasons:?}");
     report("decide", per_call(&draws, decide_one), true);
+    report("resolve_bucket", per_call(&draws, resolve_one), false);
     report(
         "baseline_hashmap_bucket",
         per_call(&draws, lookup_one),
