@@ -669,8 +669,9 @@ impl TenantHot {
 
 /// What a decision reads of a bucket and its tenant, in one cache line:
 /// past the name index, a random bucket costs one memory miss here where
-/// the `Bucket`, its classify rules and its tenant cost three. Only a name longer than the head held here, a bucket with more
-/// classify rules than a `u16` counts, and a trace read the `Bucket`.
+/// the `Bucket`, its classify rules and its tenant cost three. Only a name
+/// longer than the head held here, a bucket with more classify rules than
+/// a `u16` counts, and a trace read the `Bucket`.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub struct BucketHot {
