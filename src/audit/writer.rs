@@ -26,9 +26,10 @@
 //! load, the other connections whose requests arrived with the same poll
 //! of the sockets), their decisions join the queue, and the claiming task
 //! writes them all when it resumes. Tokio resumes a yielded task once the
-//! worker's run queue is empty, so the yield costs an idle gate one more
-//! pass of the scheduler (a non-blocking `epoll_wait`), and a loaded one
-//! saves a `write(2)` per request that joins.
+//! worker's run queue is empty, or after its next `event_interval` (61)
+//! tasks, when it polls the sockets again; so the yield costs an idle gate
+//! one more pass of the scheduler (a non-blocking `epoll_wait`), and a
+//! loaded one saves a `write(2)` per request that joins.
 //!
 //! In batch mode a completion does not need a write of its own either:
 //! while the writer thread's fsync is due (within `batch_ms` of the last
