@@ -630,7 +630,7 @@ impl<'r> Ctx<'r> {
         let candidates = tenant
             .bases_for(rules, from, to)
             .iter()
-            .chain(std::iter::once_with(|| rules.bases_for(None, from, to)).flatten());
+            .chain(std::iter::once_with(|| rules.star_bases(from, to)).flatten());
         // Derogations apply only when nothing else does, so even a `*` basis
         // outranks the tenant's own derogation: the first valid derogation
         // waits here until both lists are exhausted.

@@ -802,9 +802,6 @@ pub struct RuleSet {
     /// Sorted by network address; ranges do not overlap (compile checks).
     networks_v4: Vec<(ipnet::Ipv4Net, RegionId)>,
     networks_v6: Vec<(ipnet::Ipv6Net, RegionId)>,
-    /// By `TenantId`, for `bases_for`; a decision reads the copy in its
-    /// bucket's `BucketHot`.
-    tenant_hot: Vec<TenantHot>,
     /// (from, to) of a `*` basis → a run of `route_bases`.
     star_routes: HashMap<(Jurisdiction, Jurisdiction), (u32, u32)>,
     /// Runs of bases by route, each in order of preference (kind, latest
@@ -901,7 +898,6 @@ impl RuleSet {
             peer_by_san,
             networks_v4,
             networks_v6,
-            tenant_hot,
             star_routes: routes.star,
             route_bases: routes.bases,
         }
@@ -1011,19 +1007,12 @@ impl RuleSet {
         }
     }
 
-    /// Bases for (tenant or `*`, from, to) in order of preference.
-    pub fn bases_for(
-        &self,
-        tenant: Option<TenantId>,
-        from: Jurisdiction,
-        to: Jurisdiction,
-    ) -> &[RouteBasis] {
-        match tenant {
-            Some(t) => self.tenant_hot[t.0 as usize].bases_for(self, from, to),
-            None => match self.star_routes.get(&(from, to)) {
-                Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
-                None => &[],
-            },
+    /// The `*` bases for (from, to) in order of preference; a tenant's own
+    /// are read through its buckets' [`TenantHot`].
+    pub fn star_bases(&self, from: Jurisdiction, to: Jurisdiction) -> &[RouteBasis] {
+        match self.star_routes.get(&(from, to)) {
+            Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
+            None => &[],
         }
     }
 }
@@ -1116,19 +1105,23 @@ mod tests {
         }
     }
 
+    fn bucket(name: &str, tenant: TenantId, classify: ClassifyIndex) -> Bucket {
+        Bucket {
+            name: BucketName::new(name).expect("at most 63 bytes"),
+            tenant,
+            region: None,
+            category: None,
+            max_category: CategoryId(0),
+            classify,
+        }
+    }
+
     /// A rule set of these buckets, all of one tenant.
     fn one_tenants<'a>(buckets: impl Iterator<Item = (&'a str, ClassifyIndex)>) -> RuleSet {
         let tables = Tables {
             tenants: vec![tenant("t")],
             buckets: buckets
-                .map(|(name, classify)| Bucket {
-                    name: BucketName::new(name).expect("at most 63 bytes"),
-                    tenant: TenantId(0),
-                    region: None,
-                    category: None,
-                    max_category: CategoryId(0),
-                    classify,
-                })
+                .map(|(name, classify)| bucket(name, TenantId(0), classify))
                 .collect(),
             ..Tables::default()
         };
@@ -1224,9 +1217,15 @@ mod tests {
                 evidence: None,
             })
             .collect();
+        // Bucket i is tenant i's: a tenant's block is reached through the
+        // `TenantHot` in its buckets' lines.
+        let buckets = (0..4)
+            .map(|t| bucket(&format!("b{t}"), TenantId(t), ClassifyIndex::default()))
+            .collect();
         let rules = RuleSet::new(
             Tables {
                 tenants,
+                buckets,
                 bases: bases.clone(),
                 ..Tables::default()
             },
@@ -1246,9 +1245,13 @@ mod tests {
                 expected.sort_by_key(|b| {
                     (b.kind.preference(), std::cmp::Reverse(b.valid_until), &b.id)
                 });
-                let found: Vec<&str> = (rules.bases_for(tenant, from, to).iter())
-                    .map(|r| &*rules.basis(r.id).id)
-                    .collect();
+                let run = match tenant {
+                    Some(t) => {
+                        (rules.bucket_hot(BucketId(t.0)).tenant()).bases_for(&rules, from, to)
+                    }
+                    None => rules.star_bases(from, to),
+                };
+                let found: Vec<&str> = (run.iter()).map(|r| &*rules.basis(r.id).id).collect();
                 let expected: Vec<&str> = expected.iter().map(|b| &*b.id).collect();
                 assert_eq!(found, expected, "{tenant:?} {from:?} → {to:?}");
             }
