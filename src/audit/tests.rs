@@ -26,6 +26,23 @@ pub(super) fn verify_chain(dir: &Path) -> Result<VerifySummary, VerifyError> {
     verify(dir, &VerifyOptions::default())
 }
 
+/// The decisions `ids`, each in a task of its own, all spawned before any
+/// is awaited: the seqs they were written at, in order.
+pub(super) async fn decide_in_tasks(audit: &AuditHandle, ids: std::ops::Range<u64>) -> Vec<u64> {
+    let tasks: Vec<_> = ids
+        .map(|i| {
+            let audit = audit.clone();
+            tokio::spawn(async move { audit.decision(decision(i)).await.unwrap().seq })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
 pub(super) fn decision(i: u64) -> DecisionRecord {
     DecisionRecord {
         request_id: format!("req-{i}"),
@@ -692,17 +709,7 @@ async fn seq_and_chain_continue_across_rotation_and_restart() {
 async fn concurrent_decisions_are_group_committed() {
     let dir = tempfile::tempdir().unwrap();
     let audit = start(config(dir.path(), FsyncMode::Always, 1 << 30)).unwrap();
-    let tasks: Vec<_> = (0..2000)
-        .map(|i| {
-            let audit = audit.clone();
-            tokio::spawn(async move { audit.decision(decision(i)).await.unwrap().seq })
-        })
-        .collect();
-    let mut seqs = Vec::new();
-    for task in tasks {
-        seqs.push(task.await.unwrap());
-    }
-    seqs.sort_unstable();
+    let seqs = decide_in_tasks(&audit, 0..2000).await;
     assert_eq!(seqs, (1..=2000).collect::<Vec<_>>());
 
     let stats = audit.stats();

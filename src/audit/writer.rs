@@ -1606,7 +1606,7 @@ fn damaged(path: &Path, why: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::tests::{completion, config, decision, verify_chain};
+    use crate::audit::tests::{completion, config, decide_in_tasks, decision, verify_chain};
     use futures_util::FutureExt;
 
     /// While one task writes, records offered by others wait in the inbox
@@ -1658,18 +1658,7 @@ mod tests {
     async fn decisions_of_tasks_ready_together_share_one_write() {
         let dir = tempfile::tempdir().unwrap();
         let audit = start(config(dir.path(), FsyncMode::Batch, 1 << 20)).unwrap();
-        let decisions: Vec<_> = (0..5)
-            .map(|i| {
-                let audit = audit.clone();
-                tokio::spawn(async move { audit.decision(decision(i)).await })
-            })
-            .collect();
-        let mut seqs = Vec::new();
-        for d in decisions {
-            seqs.push(d.await.unwrap().unwrap().seq);
-        }
-        seqs.sort_unstable();
-        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(decide_in_tasks(&audit, 0..5).await, [1, 2, 3, 4, 5]);
         let stats = &audit.stats;
         assert_eq!(stats.writes_total.load(Relaxed), 1);
         assert_eq!(stats.queue_depth.load(Relaxed), 0);
