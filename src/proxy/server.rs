@@ -304,9 +304,16 @@ impl Conn {
             read,
             inner: socket,
         };
-        let Some(tls) = self.tls.clone() else {
-            return self.serve_http(io, peer, None).await;
-        };
+        match self.tls.clone() {
+            None => self.serve_http(io, peer, None).await,
+            // Boxed: the handshake's and the TLS stream's state would
+            // otherwise size every connection's task, plain ones too.
+            Some(tls) => Box::pin(self.serve_tls(tls, io, peer)).await,
+        }
+    }
+
+    async fn serve_tls(self, tls: Arc<Tls>, io: Rewind<TcpStream>, peer: SocketAddr) {
+        let limits = &self.edge.limits;
         match within(limits.header_timeout, tls.acceptor().accept(io)).await {
             Ok(stream) => {
                 let cert = crate::tls::client_cert(stream.get_ref().1);
@@ -339,10 +346,12 @@ impl Conn {
             let busy = Clock::busy(&requests);
             let gate = gate.clone();
             let info = info.clone();
-            async move {
+            // Boxed: hyper keeps a slot for the request's future in every
+            // connection, idle ones too, and this one is 4 KB.
+            Box::pin(async move {
                 let resp = gate.handle(info, req).await;
                 Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, busy }))
-            }
+            })
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let ended = watcher.watch(conn.into_owned()).await;
