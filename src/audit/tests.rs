@@ -244,6 +244,35 @@ fn timestamps_pad_as_format_does_in_every_year() {
     assert_eq!(timestamp(t), "2026-12-31T23:59:59.999Z");
 }
 
+#[test]
+fn timestamps_stay_right_when_the_second_changes_back_and_forth() {
+    // Each thread remembers the last second it formatted.
+    let seconds = [
+        time::macros::datetime!(2026-12-31 23:59:59.999 UTC),
+        time::macros::datetime!(2027-01-01 00:00:00.000 UTC),
+        time::macros::datetime!(2026-12-31 23:59:59.001 UTC),
+        time::macros::datetime!(2026-12-31 23:59:59.500 +01:00),
+        time::macros::datetime!(1969-12-31 23:59:59.999 UTC),
+        time::macros::datetime!(1970-01-01 00:00:00.000 UTC),
+    ];
+    for _ in 0..2 {
+        for t in seconds {
+            let u = t.to_offset(time::UtcOffset::UTC);
+            let expected = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                u.year(),
+                u8::from(u.month()),
+                u.day(),
+                u.hour(),
+                u.minute(),
+                u.second(),
+                u.millisecond()
+            );
+            assert_eq!(timestamp(t), expected);
+        }
+    }
+}
+
 /// Draws the parts of records from a fixed seed: strings that need every
 /// kind of escape (and non-ASCII, which needs none), numbers at the edges
 /// of their digits, optional members absent or present.
@@ -479,6 +508,18 @@ fn client_ips_are_minimized_as_configured() {
         minimize_ip(ip("2001:db8:1:2::7"), ClientIpMode::Truncate, b""),
         "2001:db8:1::/48"
     );
+    for a in [
+        [0, 0, 0, 0],
+        [9, 10, 99, 1],
+        [100, 200, 255, 255],
+        [255, 0, 9, 8],
+    ] {
+        let a = std::net::Ipv4Addr::from(a);
+        assert_eq!(
+            minimize_ip(a.into(), ClientIpMode::Truncate, b""),
+            ipnet::Ipv4Net::new_assert(a, 24).trunc().to_string()
+        );
+    }
 
     let hashed = minimize_ip(ip("203.0.113.7"), ClientIpMode::Hash, b"k1");
     assert_eq!(hashed.len(), 64);

@@ -978,7 +978,8 @@ impl Writer {
     fn chain(&mut self, rec: &Unchained) {
         let hash = rec.append_line(&mut self.buf, self.next_seq, &self.prev);
         self.prev.clear();
-        self.prev.extend(hash.iter().map(|&b| b as char));
+        self.prev
+            .push_str(std::str::from_utf8(&hash).expect("hex digits are ASCII"));
         self.next_seq += 1;
     }
 
