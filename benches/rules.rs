@@ -133,15 +133,36 @@ fn bench(c: &mut Criterion) {
             .copied()
     };
 
-    // The decision's first step alone: the bucket index and the one
-    // `BucketHot` line it leads to. What `decide` costs beyond it is the
+    // The decision's first step alone: the name lookup, which lands on the
+    // bucket's `BucketHot` line. What `decide` costs beyond it is the
     // classify run, the route's bases and the steps' own work.
-    let resolve_one = |d: &Draw| {
+    let resolve_line = |d: &Draw| {
         snap.rules
             .bucket_hot_by_name(d.request.bucket.as_deref().expect("a bucket"))
-            .map(|b| b.tenant().id)
     };
+    let resolve_one = |d: &Draw| resolve_line(d).map(|b| b.tenant().id);
 
+    // The reads a decision makes after the line, each alone and both: the
+    // bucket's classify run for the draw's key, and its tenant's bases for
+    // the route as an egress would take it (the bucket's jurisdiction to the
+    // client's). What they add to `resolve_bucket` says where `decide`'s
+    // time goes; the route's reads are the same for every shape.
+    let parts = |d: &Draw, classify: bool, route: bool| {
+        let b = resolve_line(d)?;
+        let here = snap
+            .rules
+            .region(b.region().unwrap_or(snap.instance.region));
+        let to = d.requester.jurisdiction.unwrap_or(here.jurisdiction);
+        let bases = route.then(|| {
+            b.tenant()
+                .bases_for(&snap.rules, here.jurisdiction, to)
+                .len()
+        });
+        let category = (classify.then(|| b.classify(&snap.rules)).flatten())
+            .zip(d.request.key.as_deref())
+            .and_then(|(index, key)| index.longest(key));
+        Some((bases, category.map(|(_, c)| c)))
+    };
     let mut reasons: HashMap<&str, usize> = HashMap::new();
     for d in &draws {
         *reasons.entry(decide_one(d).reason.as_str()).or_default() += 1;
@@ -151,6 +172,13 @@ fn bench(c: &mut Criterion) {
     eprintln!("reasons drawn: {reasons:?}");
     report("decide", per_call(&draws, decide_one), true);
     report("resolve_bucket", per_call(&draws, resolve_one), false);
+    for (what, classify, route) in [
+        ("resolve_classify", true, false),
+        ("resolve_route", false, true),
+        ("resolve_classify_route", true, true),
+    ] {
+        report(what, per_call(&draws, |d| parts(d, classify, route)), false);
+    }
     report(
         "baseline_hashmap_bucket",
         per_call(&draws, lookup_one),

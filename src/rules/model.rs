@@ -4,15 +4,16 @@
 //! compile time, so the hot path compares integers and does one hash lookup
 //! per table it touches. Nothing here reads a file or a clock.
 //!
-//! The maps are hashbrown's with foldhash, not std's SipHash: a decision
-//! hashes a bucket name, a key prefix per classify length and a route, and
-//! SipHash made those hashes a tenth of a decision. foldhash is seeded at
-//! random per map, and only the rule set inserts keys, so a client choosing
-//! names can make no probe sequence longer than the rule author's keys do.
+//! The maps are hashbrown's with foldhash, not std's SipHash, which made
+//! hashing a tenth of a decision; the bucket names, which every decision
+//! looks up, are hashed the same way into `BucketLines`, an open-addressed
+//! table of the buckets' hot lines themselves. foldhash is seeded at random
+//! per map, and only the rule set inserts keys, so a client choosing names
+//! can make no probe sequence longer than the rule author's keys do.
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -667,9 +668,10 @@ impl TenantHot {
     }
 }
 
-/// What a decision reads of a bucket and its tenant, in one cache line:
-/// past the name index, a random bucket costs one memory miss here where
-/// the `Bucket`, its classify rules and its tenant cost three. Only a name
+/// What a decision reads of a bucket and its tenant, in one cache line,
+/// the one the name lookup lands on (`BucketLines`): a random bucket costs
+/// one memory miss here where the `Bucket`, its classify rules and its
+/// tenant cost three. Only a name
 /// longer than the head held here, a bucket with more classify rules than
 /// a `u16` counts, and a trace read the `Bucket`.
 #[derive(Clone, Copy, Debug)]
@@ -724,6 +726,31 @@ impl BucketHot {
         }
     }
 
+    /// What fills a `BucketLines` slot that holds no bucket.
+    const EMPTY: BucketHot = BucketHot {
+        fields: HotFields {
+            tenant: TenantHot {
+                id: TenantId(0),
+                default_category: CategoryId(0),
+                mode: None,
+                homes: IdMask(0),
+                routes: (0, 0),
+            },
+            id: BucketId(0),
+            classify_start: 0,
+            classify_len: 0,
+            region: NONE,
+            category: NONE,
+            max_category: CategoryId(0),
+        },
+        name_len: 0,
+        name_head: [0; NAME_HEAD],
+    };
+
+    fn is_empty(&self) -> bool {
+        self.name_len == 0
+    }
+
     /// Whether the bucket is named `name`; `cold` is its `Bucket`, read
     /// only for a name longer than the head held here.
     fn is_named<'r>(&self, name: &str, cold: impl FnOnce() -> &'r Bucket) -> bool {
@@ -771,6 +798,75 @@ impl BucketHot {
     }
 }
 
+/// The `BucketHot` lines themselves, open-addressed by name: a name's
+/// hash picks its home line and a probe reads on from there, so finding a
+/// bucket reads the line it needs and, when the home is taken by another,
+/// the next ones, which lie beside it. (A hash index in front of the lines,
+/// hashbrown's `HashTable` of ids, cost its control bytes and its slot, two
+/// more dependent reads.)
+///
+/// Homes are a fixed multiple of the buckets, so most names are at home
+/// or one line on; a probe never wraps around, because the lines a home
+/// run spills into are appended past the last home. foldhash is seeded at
+/// random per rule set, so a client choosing names cannot aim at a run.
+#[derive(Debug)]
+struct BucketLines {
+    /// Empty lines (`name_len` 0) end a probe: no bucket name is empty.
+    lines: Vec<BucketHot>,
+    homes: u64,
+    hasher: DefaultHashBuilder,
+}
+
+impl BucketLines {
+    /// Homes per bucket, as a fraction: a load of 3/4.
+    const HOMES_PER_BUCKET: (usize, usize) = (4, 3);
+
+    fn with_buckets(n: usize) -> BucketLines {
+        let (num, den) = Self::HOMES_PER_BUCKET;
+        Self::with_homes((n * num).div_ceil(den).max(1))
+    }
+
+    fn with_homes(homes: usize) -> BucketLines {
+        BucketLines {
+            lines: vec![BucketHot::EMPTY; homes],
+            homes: homes as u64,
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// The name's home line: the hash scaled to the homes, which need not
+    /// be a power of two.
+    fn home(&self, name: &str) -> usize {
+        ((u128::from(self.hasher.hash_one(name)) * u128::from(self.homes)) >> 64) as usize
+    }
+
+    /// `name` is distinct from every name inserted before (compile reports
+    /// duplicates) and not empty.
+    fn insert(&mut self, name: &str, hot: BucketHot) {
+        let home = self.home(name);
+        match self.lines[home..].iter().position(BucketHot::is_empty) {
+            Some(free) => self.lines[home + free] = hot,
+            None => self.lines.push(hot),
+        }
+    }
+
+    /// `cold` is a bucket's `Bucket`, read only to compare a name longer
+    /// than a line holds.
+    fn find<'r>(
+        &'r self,
+        name: &str,
+        cold: impl Fn(BucketId) -> &'r Bucket,
+    ) -> Option<&'r BucketHot> {
+        if name.is_empty() || name.len() > BucketName::MAX_LEN {
+            return None;
+        }
+        self.lines[self.home(name)..]
+            .iter()
+            .take_while(|line| !line.is_empty())
+            .find(|line| line.is_named(name, || cold(line.id())))
+    }
+}
+
 /// The immutable, indexed rule set.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -784,14 +880,7 @@ pub struct RuleSet {
     region_by_id: HashMap<Box<str>, RegionId>,
     category_by_id: HashMap<Box<str>, CategoryId>,
     tenant_by_id: HashMap<Box<str>, TenantId>,
-    /// By `BucketId`.
-    bucket_hot: Vec<BucketHot>,
-    /// `BucketId`s keyed by the name each `BucketHot` holds the head of.
-    /// Its control bytes and 4-byte slots stay in the CPU caches better
-    /// than the 8-byte slots (hash half and id) of an open-addressing index
-    /// that was tried in its place and measured no faster.
-    bucket_by_name: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    buckets_by_name: BucketLines,
     /// Every bucket's classify rules side by side (those of a bucket with
     /// `TOO_MANY` left out), their prefixes in `classify_bytes`.
     classify_rules: Vec<ClassifyRule>,
@@ -837,7 +926,7 @@ impl RuleSet {
             .collect();
         let mut classify_rules: Vec<ClassifyRule> = Vec::new();
         let mut classify_bytes = String::new();
-        let mut bucket_hot = Vec::with_capacity(tables.buckets.len());
+        let mut buckets_by_name = BucketLines::with_buckets(tables.buckets.len());
         for (i, b) in tables.buckets.iter().enumerate() {
             let tenant = tenant_hot[b.tenant.0 as usize];
             let hot = BucketHot::new(BucketId(i as u32), b, tenant, classify_rules.len() as u32);
@@ -849,13 +938,7 @@ impl RuleSet {
                     ..*r
                 }));
             }
-            bucket_hot.push(hot);
-        }
-        let hasher = DefaultHashBuilder::default();
-        let mut bucket_by_name = HashTable::with_capacity(tables.buckets.len());
-        for (i, b) in tables.buckets.iter().enumerate() {
-            let names = |id: &u32| hasher.hash_one(&*tables.buckets[*id as usize].name);
-            bucket_by_name.insert_unique(hasher.hash_one(&*b.name), i as u32, names);
+            buckets_by_name.insert(&b.name, hot);
         }
         let peer_by_id = index(&tables.peers, |p| &p.id, |i| PeerId(i as u16));
         let mut peer_by_fingerprint = HashMap::new();
@@ -888,9 +971,7 @@ impl RuleSet {
             region_by_id,
             category_by_id,
             tenant_by_id,
-            bucket_hot,
-            bucket_by_name,
-            hasher,
+            buckets_by_name,
             classify_rules,
             classify_bytes,
             peer_by_id,
@@ -960,19 +1041,12 @@ impl RuleSet {
     pub fn bucket(&self, id: BucketId) -> &Bucket {
         &self.tables.buckets[id.0 as usize]
     }
-    pub fn bucket_hot(&self, id: BucketId) -> &BucketHot {
-        &self.bucket_hot[id.0 as usize]
-    }
     pub fn bucket_by_name(&self, name: &str) -> Option<BucketId> {
         self.bucket_hot_by_name(name).map(BucketHot::id)
     }
     pub fn bucket_hot_by_name(&self, name: &str) -> Option<&BucketHot> {
-        let id = *self
-            .bucket_by_name
-            .find(self.hasher.hash_one(name), |&id| {
-                self.bucket_hot[id as usize].is_named(name, || &self.tables.buckets[id as usize])
-            })?;
-        Some(&self.bucket_hot[id as usize])
+        self.buckets_by_name
+            .find(name, |id| &self.tables.buckets[id.0 as usize])
     }
     pub fn basis(&self, id: BasisId) -> &Basis {
         &self.tables.bases[id.0 as usize]
@@ -1092,8 +1166,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::{
-        Basis, BasisKind, Bucket, BucketHot, BucketId, BucketName, CategoryId, ClassifyIndex,
-        Jurisdiction, RuleSet, Tables, Tenant, TenantId,
+        Basis, BasisKind, Bucket, BucketHot, BucketId, BucketLines, BucketName, CategoryId,
+        ClassifyIndex, Jurisdiction, RuleSet, Tables, Tenant, TenantHot, TenantId,
     };
 
     fn tenant(id: &str) -> Tenant {
@@ -1126,6 +1200,22 @@ mod tests {
             ..Tables::default()
         };
         RuleSet::new(tables, "test".into())
+    }
+
+    /// Each name, and near misses of it: one byte fewer, one more, one
+    /// changed.
+    fn probes_of(names: &[String], rng: &mut StdRng) -> Vec<String> {
+        let mut probes = Vec::new();
+        for name in names {
+            probes.push(name.clone());
+            probes.push(name[..name.len() - 1].to_owned());
+            probes.push(format!("{name}a"));
+            let mut changed = name.clone().into_bytes();
+            let at = rng.gen_range(0..changed.len());
+            changed[at] = b'z';
+            probes.push(String::from_utf8(changed).expect("ASCII"));
+        }
+        probes
     }
 
     #[test]
@@ -1164,17 +1254,7 @@ mod tests {
             .zip(0..)
             .map(|(n, i)| (n.as_str(), BucketId(i)))
             .collect();
-        let mut probes: Vec<String> = Vec::new();
-        for name in &names {
-            probes.push(name.clone());
-            probes.push(name[..name.len() - 1].to_owned());
-            probes.push(format!("{name}a"));
-            let mut changed = name.clone().into_bytes();
-            let at = rng.gen_range(0..changed.len());
-            changed[at] = b'z';
-            probes.push(String::from_utf8(changed).expect("ASCII"));
-        }
-        for probe in &probes {
+        for probe in &probes_of(&names, &mut rng) {
             assert_eq!(
                 rules.bucket_by_name(probe),
                 expected.get(probe.as_str()).copied(),
@@ -1185,12 +1265,57 @@ mod tests {
         // ask it directly, the last byte being past the head for the long
         // names.
         for (name, &id) in &expected {
-            let (hot, cold) = (rules.bucket_hot(id), || rules.bucket(id));
+            let hot = rules.bucket_hot_by_name(name).expect("found above");
+            let cold = || rules.bucket(id);
             let mut other = name.to_string();
             other.pop();
             other.push('!');
             assert!(hot.is_named(name, cold), "{name}");
             assert!(!hot.is_named(&other, cold), "{name}");
+        }
+    }
+
+    /// The open-addressed lines along long probe runs: tables with one
+    /// home, a few, and one per name, so that names share runs and spill
+    /// past the last home. Names of every length 1–63, many alike in their
+    /// first 15 bytes (what a line holds), against a `HashMap`, and probes
+    /// that no bucket has: near misses, the empty name, names too long.
+    #[test]
+    fn bucket_lines_agree_with_a_hash_map_along_long_probe_runs() {
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut names: Vec<String> = Vec::new();
+        for len in 1..=BucketName::MAX_LEN {
+            for last in ['a', 'b'] {
+                names.push("y".repeat(len - 1) + &last.to_string());
+            }
+            names.push((0..len).map(|_| ['a', 'b'][rng.gen_range(0..2)]).collect());
+        }
+        names.sort();
+        names.dedup();
+        let tenant = TenantHot::new(TenantId(0), &tenant("t"), (0, 0));
+        let buckets: Vec<Bucket> = (names.iter())
+            .map(|n| bucket(n, TenantId(0), ClassifyIndex::default()))
+            .collect();
+        let expected: HashMap<&str, BucketId> = (names.iter())
+            .zip(0..)
+            .map(|(n, i)| (n.as_str(), BucketId(i)))
+            .collect();
+        let mut probes = probes_of(&names, &mut rng);
+        probes.extend([String::new(), "y".repeat(64), "a".repeat(100)]);
+        for homes in [1, 7, names.len()] {
+            let mut lines = BucketLines::with_homes(homes);
+            for (i, b) in buckets.iter().enumerate() {
+                lines.insert(&b.name, BucketHot::new(BucketId(i as u32), b, tenant, 0));
+            }
+            assert!(lines.lines.len() >= names.len(), "{homes} homes");
+            for probe in &probes {
+                let found = lines.find(probe, |id| &buckets[id.0 as usize]);
+                assert_eq!(
+                    found.map(BucketHot::id),
+                    expected.get(probe.as_str()).copied(),
+                    "{homes} homes, {probe:?}"
+                );
+            }
         }
     }
 
@@ -1246,9 +1371,10 @@ mod tests {
                     (b.kind.preference(), std::cmp::Reverse(b.valid_until), &b.id)
                 });
                 let run = match tenant {
-                    Some(t) => {
-                        (rules.bucket_hot(BucketId(t.0)).tenant()).bases_for(&rules, from, to)
-                    }
+                    Some(t) => (rules.bucket_hot_by_name(&format!("b{}", t.0)))
+                        .expect("bucket i is tenant i's")
+                        .tenant()
+                        .bases_for(&rules, from, to),
                     None => rules.star_bases(from, to),
                 };
                 let found: Vec<&str> = (run.iter()).map(|r| &*rules.basis(r.id).id).collect();
@@ -1284,7 +1410,10 @@ mod tests {
         let mut keys: Vec<String> = (0..50).map(|_| word(&mut rng) + &word(&mut rng)).collect();
         keys.extend(["k00000/x", "k69999/", "k7", "k12345/a/b"].map(String::from));
         for (i, b) in rules.tables.buckets.iter().enumerate() {
-            let view = rules.bucket_hot(BucketId(i as u32)).classify(&rules);
+            let hot = rules
+                .bucket_hot_by_name(&b.name)
+                .expect("a bucket of the set");
+            let view = hot.classify(&rules);
             assert_eq!(view.is_none(), b.classify.is_empty(), "bucket {i}");
             for key in &keys {
                 let hot = view.and_then(|v| v.longest(key));
