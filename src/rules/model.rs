@@ -235,11 +235,11 @@ impl ClassifyIndex {
     }
 
     fn view(&self) -> ClassifyView<'_> {
-        ClassifyView {
+        ClassifyView(Form::Run {
             rules: &self.rules,
             bytes: &self.bytes,
             start: 0,
-        }
+        })
     }
 
     /// The rule with the longest prefix of `key`.
@@ -254,33 +254,125 @@ impl ClassifyIndex {
 }
 
 /// One bucket's classify rules, read where they lie: in its own
-/// `ClassifyIndex`, or in the rule set's copy of all buckets' rules side by
-/// side, which a `BucketHot` points into without a `Bucket` in between.
+/// `ClassifyIndex`, in the rule set's copy of all buckets' rules side by
+/// side, or in a `ClassifyLine`, which a `BucketHot` points into without a
+/// `Bucket` in between.
 #[derive(Clone, Copy)]
-pub struct ClassifyView<'a> {
-    rules: &'a [ClassifyRule],
-    /// Holds the rules' prefixes, from `start` on.
-    bytes: &'a str,
-    start: u32,
+pub struct ClassifyView<'a>(Form<'a>);
+
+#[derive(Clone, Copy)]
+enum Form<'a> {
+    Run {
+        rules: &'a [ClassifyRule],
+        /// Holds the rules' prefixes, from `start` on.
+        bytes: &'a str,
+        start: u32,
+    },
+    Line(&'a ClassifyLine),
+}
+
+/// The classify rules of a bucket with a few short ones, their prefixes
+/// beside them in one cache line: the rules and their bytes in two runs
+/// of memory cost a miss for each, the second only after the first, since
+/// where a prefix lies is read from the rules.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct ClassifyLine {
+    categories: [CategoryId; LINE_RULES],
+    len: u8,
+    /// Where each rule's prefix ends in `bytes`.
+    ends: [u8; LINE_RULES],
+    /// The longest other rule that is a prefix of each, as its index + 1;
+    /// 0 for none.
+    parents: [u8; LINE_RULES],
+    /// The prefixes, in the order of the rules.
+    bytes: [u8; LINE_BYTES],
+}
+
+const LINE_RULES: usize = 6;
+const LINE_BYTES: usize = 64 - 1 - LINE_RULES * 4;
+
+impl ClassifyLine {
+    /// `None` when the rules do not fit.
+    fn new(index: &ClassifyIndex) -> Option<ClassifyLine> {
+        if index.len() > LINE_RULES || index.bytes.len() > LINE_BYTES {
+            return None;
+        }
+        let mut line = ClassifyLine {
+            categories: [CategoryId(0); LINE_RULES],
+            len: index.len() as u8,
+            ends: [0; LINE_RULES],
+            parents: [0; LINE_RULES],
+            bytes: [0; LINE_BYTES],
+        };
+        line.bytes[..index.bytes.len()].copy_from_slice(index.bytes.as_bytes());
+        for (i, r) in index.rules.iter().enumerate() {
+            line.categories[i] = r.category;
+            line.ends[i] = r.end as u8;
+            line.parents[i] = r.parent.map_or(0, |p| p as u8 + 1);
+        }
+        Some(line)
+    }
 }
 
 impl<'a> ClassifyView<'a> {
-    fn prefix(&self, i: usize) -> &'a str {
-        let start = i.checked_sub(1).map_or(self.start, |j| self.rules[j].end);
-        &self.bytes[start as usize..self.rules[i].end as usize]
+    fn len(self) -> usize {
+        match self.0 {
+            Form::Run { rules, .. } => rules.len(),
+            Form::Line(line) => line.len.into(),
+        }
+    }
+
+    fn category(self, i: usize) -> CategoryId {
+        match self.0 {
+            Form::Run { rules, .. } => rules[i].category,
+            Form::Line(line) => line.categories[i],
+        }
+    }
+
+    fn parent(self, i: usize) -> Option<usize> {
+        match self.0 {
+            Form::Run { rules, .. } => rules[i].parent.map(|p| p as usize),
+            Form::Line(line) => (line.parents[i] as usize).checked_sub(1),
+        }
+    }
+
+    /// Rule `i`'s prefix as bytes: the search compares bytes, which order
+    /// as the strings do, and only the rule it finds is made a `&str`.
+    fn prefix_bytes(self, i: usize) -> &'a [u8] {
+        match self.0 {
+            Form::Run {
+                rules,
+                bytes,
+                start,
+            } => {
+                let start = i.checked_sub(1).map_or(start, |j| rules[j].end);
+                &bytes.as_bytes()[start as usize..rules[i].end as usize]
+            }
+            Form::Line(line) => {
+                let start = i.checked_sub(1).map_or(0, |j| line.ends[j]);
+                &line.bytes[start as usize..line.ends[i] as usize]
+            }
+        }
+    }
+
+    fn prefix(self, i: usize) -> &'a str {
+        // Each prefix was copied whole from a `&str`.
+        std::str::from_utf8(self.prefix_bytes(i)).unwrap_or_default()
     }
 
     fn rules(self) -> impl Iterator<Item = (&'a str, CategoryId)> {
-        (0..self.rules.len()).map(move |i| (self.prefix(i), self.rules[i].category))
+        (0..self.len()).map(move |i| (self.prefix(i), self.category(i)))
     }
 
     /// The rule with the longest prefix of `key`.
     pub fn longest(self, key: &str) -> Option<(&'a str, CategoryId)> {
+        let key = key.as_bytes();
         // Binary search for the number of prefixes not above `key`.
-        let (mut lo, mut hi) = (0, self.rules.len());
+        let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.prefix(mid) <= key {
+            if self.prefix_bytes(mid) <= key {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -288,11 +380,10 @@ impl<'a> ClassifyView<'a> {
         }
         let mut at = lo.checked_sub(1)?;
         loop {
-            let prefix = self.prefix(at);
-            if key.starts_with(prefix) {
-                return Some((prefix, self.rules[at].category));
+            if key.starts_with(self.prefix_bytes(at)) {
+                return Some((self.prefix(at), self.category(at)));
             }
-            at = self.rules[at].parent? as usize;
+            at = self.parent(at)?;
         }
     }
 
@@ -692,7 +783,8 @@ pub struct BucketHot {
 struct HotFields {
     tenant: TenantHot,
     id: BucketId,
-    /// The bucket's run in `RuleSet::classify_rules`.
+    /// The bucket's run in `RuleSet::classify_rules`, or with `IN_LINE`
+    /// its `RuleSet::classify_lines` entry.
     classify_start: u32,
     /// `TOO_MANY`: more than a `u16` counts; ask the `Bucket`.
     classify_len: u16,
@@ -703,11 +795,18 @@ struct HotFields {
 
 const NONE: u16 = u16::MAX;
 const TOO_MANY: u16 = u16::MAX;
+const IN_LINE: u16 = u16::MAX - 1;
 
 const NAME_HEAD: usize = 64 - 1 - std::mem::size_of::<HotFields>();
 
 impl BucketHot {
-    fn new(id: BucketId, b: &Bucket, tenant: TenantHot, classify_start: u32) -> BucketHot {
+    /// `(classify_start, classify_len)` as `HotFields` has them.
+    fn new(
+        id: BucketId,
+        b: &Bucket,
+        tenant: TenantHot,
+        (classify_start, classify_len): (u32, u16),
+    ) -> BucketHot {
         let mut name_head = [0; NAME_HEAD];
         let head = &b.name.as_bytes()[..b.name.len().min(NAME_HEAD)];
         name_head[..head.len()].copy_from_slice(head);
@@ -716,7 +815,7 @@ impl BucketHot {
                 tenant,
                 id,
                 classify_start,
-                classify_len: u16::try_from(b.classify.len()).unwrap_or(TOO_MANY),
+                classify_len,
                 region: b.region.map_or(NONE, |r| r.0),
                 category: b.category.map_or(NONE, |c| c.0),
                 max_category: b.max_category,
@@ -785,7 +884,8 @@ impl BucketHot {
         match self.fields.classify_len {
             0 => None,
             TOO_MANY => Some(rules.bucket(self.id()).classify.view()),
-            len => Some(ClassifyView {
+            IN_LINE => Some(ClassifyView(Form::Line(&rules.classify_lines[start]))),
+            len => Some(ClassifyView(Form::Run {
                 rules: &rules.classify_rules[start..][..len.into()],
                 bytes: &rules.classify_bytes,
                 // Where the run's first prefix starts: the previous run's
@@ -793,7 +893,7 @@ impl BucketHot {
                 start: start
                     .checked_sub(1)
                     .map_or(0, |i| rules.classify_rules[i].end),
-            }),
+            })),
         }
     }
 }
@@ -881,8 +981,10 @@ pub struct RuleSet {
     category_by_id: HashMap<Box<str>, CategoryId>,
     tenant_by_id: HashMap<Box<str>, TenantId>,
     buckets_by_name: BucketLines,
-    /// Every bucket's classify rules side by side (those of a bucket with
-    /// `TOO_MANY` left out), their prefixes in `classify_bytes`.
+    /// The classify rules of each bucket whose rules fit one line.
+    classify_lines: Vec<ClassifyLine>,
+    /// Every other bucket's classify rules side by side (those of a bucket
+    /// with `TOO_MANY` left out), their prefixes in `classify_bytes`.
     classify_rules: Vec<ClassifyRule>,
     classify_bytes: String,
     peer_by_id: HashMap<Box<str>, PeerId>,
@@ -924,20 +1026,34 @@ impl RuleSet {
         let tenant_hot: Vec<TenantHot> = (tables.tenants.iter().enumerate())
             .map(|(i, t)| TenantHot::new(TenantId(i as u32), t, routes.tenants[i]))
             .collect();
+        let mut classify_lines: Vec<ClassifyLine> = Vec::new();
         let mut classify_rules: Vec<ClassifyRule> = Vec::new();
         let mut classify_bytes = String::new();
         let mut buckets_by_name = BucketLines::with_buckets(tables.buckets.len());
         for (i, b) in tables.buckets.iter().enumerate() {
             let tenant = tenant_hot[b.tenant.0 as usize];
-            let hot = BucketHot::new(BucketId(i as u32), b, tenant, classify_rules.len() as u32);
-            if hot.fields.classify_len != TOO_MANY {
-                let offset = classify_bytes.len() as u32;
-                classify_bytes.push_str(&b.classify.bytes);
-                classify_rules.extend(b.classify.rules.iter().map(|r| ClassifyRule {
-                    end: r.end + offset,
-                    ..*r
-                }));
-            }
+            let run_len = u16::try_from(b.classify.len())
+                .ok()
+                .filter(|&len| len < IN_LINE);
+            let classify = match (ClassifyLine::new(&b.classify), run_len) {
+                _ if b.classify.is_empty() => (0, 0),
+                (Some(line), _) => {
+                    classify_lines.push(line);
+                    (classify_lines.len() as u32 - 1, IN_LINE)
+                }
+                (None, Some(len)) => {
+                    let start = classify_rules.len() as u32;
+                    let offset = classify_bytes.len() as u32;
+                    classify_bytes.push_str(&b.classify.bytes);
+                    classify_rules.extend(b.classify.rules.iter().map(|r| ClassifyRule {
+                        end: r.end + offset,
+                        ..*r
+                    }));
+                    (start, len)
+                }
+                (None, None) => (0, TOO_MANY),
+            };
+            let hot = BucketHot::new(BucketId(i as u32), b, tenant, classify);
             buckets_by_name.insert(&b.name, hot);
         }
         let peer_by_id = index(&tables.peers, |p| &p.id, |i| PeerId(i as u16));
@@ -972,6 +1088,7 @@ impl RuleSet {
             category_by_id,
             tenant_by_id,
             buckets_by_name,
+            classify_lines,
             classify_rules,
             classify_bytes,
             peer_by_id,
@@ -1167,7 +1284,8 @@ mod tests {
 
     use super::{
         Basis, BasisKind, Bucket, BucketHot, BucketId, BucketLines, BucketName, CategoryId,
-        ClassifyIndex, Jurisdiction, RuleSet, Tables, Tenant, TenantHot, TenantId,
+        ClassifyIndex, Jurisdiction, RuleSet, Tables, Tenant, TenantHot, TenantId, IN_LINE,
+        TOO_MANY,
     };
 
     fn tenant(id: &str) -> Tenant {
@@ -1305,7 +1423,10 @@ mod tests {
         for homes in [1, 7, names.len()] {
             let mut lines = BucketLines::with_homes(homes);
             for (i, b) in buckets.iter().enumerate() {
-                lines.insert(&b.name, BucketHot::new(BucketId(i as u32), b, tenant, 0));
+                lines.insert(
+                    &b.name,
+                    BucketHot::new(BucketId(i as u32), b, tenant, (0, 0)),
+                );
             }
             assert!(lines.lines.len() >= names.len(), "{homes} homes");
             for probe in &probes {
@@ -1384,20 +1505,22 @@ mod tests {
         }
     }
 
-    /// Every bucket's rules as its `BucketHot` finds them in the shared
-    /// copy, against its own `ClassifyIndex`: buckets with none, a few, and
+    /// Every bucket's rules as its `BucketHot` finds them, in a
+    /// `ClassifyLine` or in the shared copy, against its own
+    /// `ClassifyIndex`: buckets with none, a few (short ones in a line,
+    /// more or longer ones, some of two-byte characters, in the copy), and
     /// more than a `u16` counts (read from the `Bucket` itself).
     #[test]
     fn classify_through_the_hot_line_agrees_with_the_buckets_own() {
         let mut rng = StdRng::seed_from_u64(9);
         let word = |rng: &mut StdRng| -> String {
-            (0..rng.gen_range(0..6))
-                .map(|_| ['a', 'b', '/'][rng.gen_range(0..3)])
+            (0..rng.gen_range(0..8))
+                .map(|_| ['a', 'b', '/', 'é'][rng.gen_range(0..4)])
                 .collect()
         };
-        let mut classifies: Vec<ClassifyIndex> = (0..200)
+        let mut classifies: Vec<ClassifyIndex> = (0..300)
             .map(|_| {
-                let n = rng.gen_range(0..6);
+                let n = rng.gen_range(0..10);
                 ClassifyIndex::new((0..n).map(|c| (word(&mut rng).into(), CategoryId(c))))
             })
             .collect();
@@ -1409,10 +1532,18 @@ mod tests {
         let rules = one_tenants(names.iter().map(|n| n.as_str()).zip(classifies));
         let mut keys: Vec<String> = (0..50).map(|_| word(&mut rng) + &word(&mut rng)).collect();
         keys.extend(["k00000/x", "k69999/", "k7", "k12345/a/b"].map(String::from));
+        let mut forms = HashMap::new();
         for (i, b) in rules.tables.buckets.iter().enumerate() {
             let hot = rules
                 .bucket_hot_by_name(&b.name)
                 .expect("a bucket of the set");
+            let form = match hot.fields.classify_len {
+                0 => "none",
+                IN_LINE => "line",
+                TOO_MANY => "bucket",
+                _ => "copy",
+            };
+            *forms.entry(form).or_insert(0) += 1;
             let view = hot.classify(&rules);
             assert_eq!(view.is_none(), b.classify.is_empty(), "bucket {i}");
             for key in &keys {
@@ -1426,6 +1557,7 @@ mod tests {
                 );
             }
         }
+        assert_eq!(forms.len(), 4, "{forms:?}");
     }
 
     /// The binary search and parent walk against the definition: the
