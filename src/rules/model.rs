@@ -398,7 +398,7 @@ impl<'a> ClassifyView<'a> {
 }
 
 /// A bucket name held inline: S3 names are at most 63 bytes, so the name
-/// shares the `Bucket`'s cache lines and the bucket index confirms a probe
+/// shares the `Bucket`'s cache lines and the name lookup confirms a probe
 /// without chasing a pointer to a string elsewhere in memory.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BucketName {
