@@ -19,7 +19,7 @@ const INSTANCE: &str = "edge-cn-beijing-6-a";
 
 /// An egress allowed by an SCC, as `describe` fills it: ~500 bytes once
 /// serialized without `prev` and `hash`.
-fn record() -> DecisionRecord {
+fn record() -> DecisionRecord<'static> {
     DecisionRecord {
         ts: "2026-06-01T10:15:00.123Z".into(),
         request_id: "5f3a9c1e00000004d2a1".into(),
@@ -148,7 +148,12 @@ fn writer(c: &mut Criterion) {
 /// `records` decisions from `callers` tasks, each awaiting its answer
 /// before the next, as a request does; a clone of the record stands in
 /// for `describe` building it.
-async fn send(handle: &AuditHandle, rec: &DecisionRecord, records: u64, callers: u64) -> Duration {
+async fn send(
+    handle: &AuditHandle,
+    rec: &DecisionRecord<'static>,
+    records: u64,
+    callers: u64,
+) -> Duration {
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|t| {

@@ -470,7 +470,7 @@ mod tests {
 
         for i in 0..3 {
             let rec = DecisionRecord {
-                request_id: format!("r{i}"),
+                request_id: format!("r{i}").into(),
                 decision: "allow".into(),
                 ..DecisionRecord::default()
             };

@@ -41,14 +41,14 @@ fn keygen(dir: &Path, name: &str) -> String {
         .to_owned()
 }
 
-fn decision(i: u64) -> DecisionRecord {
+fn decision(i: u64) -> DecisionRecord<'static> {
     DecisionRecord {
-        request_id: format!("req-{i}"),
+        request_id: format!("req-{i}").into(),
         tenant: Some("acme".into()),
         op: "GetObject".into(),
         direction: "egress".into(),
         bucket: Some("acme-hr".into()),
-        key: Some(format!("staff/{i}.json")),
+        key: Some(format!("staff/{i}.json").into()),
         decision: "deny".into(),
         reason: "no_legal_basis".into(),
         status: Some(403),

@@ -47,20 +47,20 @@ impl Unchained {
     /// place in the chain: `instance`, and `ts` when the caller left it
     /// empty (the time of this call). `hash` is never part of the
     /// canonical bytes.
-    pub fn new(mut rec: Record, instance: &str) -> Unchained {
+    pub fn new<'a>(mut rec: Record<'a>, instance: &'a str) -> Unchained {
         let fields = rec.chain_fields();
         *fields.seq = 0;
         if fields.ts.is_empty() {
-            *fields.ts = timestamp(OffsetDateTime::now_utc());
+            *fields.ts = timestamp(OffsetDateTime::now_utc()).into();
         }
-        instance.clone_into(fields.instance);
-        fields.prev.clear();
-        fields.hash.clear();
+        *fields.instance = instance.into();
+        *fields.prev = "".into();
+        *fields.hash = "".into();
         let mut json = Vec::with_capacity(CAPACITY);
         let seq_at = rec.encode(&mut json);
         debug_assert!(json[seq_at] == b'0' && json.ends_with(EMPTY_PREV));
         // The record is spent once encoded: its `ts` moves, uncopied.
-        let ts = std::mem::take(rec.chain_fields().ts);
+        let ts = std::mem::take(rec.chain_fields().ts).into_owned();
         Unchained { json, seq_at, ts }
     }
 

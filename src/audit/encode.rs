@@ -151,7 +151,7 @@ macro_rules! members {
     }};
 }
 
-impl Record {
+impl Record<'_> {
     /// Appends the record as `serde_json::to_vec` writes it and returns
     /// where the value of its `seq` starts, for the writer to splice in the
     /// record's place in the chain.
@@ -193,7 +193,7 @@ impl Record {
 
 const EVENT: &str = ",\"event\":";
 
-impl Encode for SourceEntry {
+impl Encode for SourceEntry<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
         members!(o, self; bucket, region, jurisdiction);
@@ -201,7 +201,7 @@ impl Encode for SourceEntry {
     }
 }
 
-impl Encode for DestinationEntry {
+impl Encode for DestinationEntry<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
         members!(o, self; bucket, prefix, region, jurisdiction, decision, reason, basis);
@@ -209,7 +209,7 @@ impl Encode for DestinationEntry {
     }
 }
 
-impl Encode for Endpoint {
+impl Encode for Endpoint<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
         let mut o = Object::new(out);
         members!(o, self; region, country, jurisdiction, via, peer);

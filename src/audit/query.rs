@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::chain;
-use super::record::{timestamp, Endpoint, Record};
+use super::record::{timestamp, Endpoint, Record, Text};
 use super::seal::{self, Statement};
 
 /// Which records to print. Time bounds are canonical `ts` strings (see
@@ -267,6 +267,7 @@ fn write_csv_row(out: &mut impl Write, rec: &Record) -> io::Result<()> {
         row[i] = value.unwrap_or_default();
     };
     let text = |s: &str| Some(s.to_owned());
+    let own = |s: &Option<Text>| s.as_deref().map(str::to_owned);
     match rec {
         Record::Decision(d) => {
             set("event", text("decision"));
@@ -274,27 +275,30 @@ fn write_csv_row(out: &mut impl Write, rec: &Record) -> io::Result<()> {
             set("ts", text(&d.ts));
             set("instance", text(&d.instance));
             set("request_id", text(&d.request_id));
-            set("tenant", d.tenant.clone());
+            set("tenant", own(&d.tenant));
             set("op", text(&d.op));
             set("direction", text(&d.direction));
-            set("bucket", d.bucket.clone());
-            set("key", d.key.clone());
-            set("category", d.category.clone());
+            set("bucket", own(&d.bucket));
+            set("key", own(&d.key));
+            set("category", own(&d.category));
             set(
                 "category_source",
                 d.category_source.clone().map(Cow::into_owned),
             );
             for (side, end) in [("from", &d.from), ("to", &d.to)] {
                 let end = end.clone().unwrap_or_default();
-                set(&format!("{side}_jurisdiction"), end.jurisdiction);
-                set(&format!("{side}_region"), end.region);
-                set(&format!("{side}_country"), end.country);
+                set(
+                    &format!("{side}_jurisdiction"),
+                    end.jurisdiction.map(Cow::into_owned),
+                );
+                set(&format!("{side}_region"), end.region.map(Cow::into_owned));
+                set(&format!("{side}_country"), end.country.map(Cow::into_owned));
                 set(&format!("{side}_via"), end.via.map(Cow::into_owned));
             }
-            set("client_ip", d.client_ip.clone());
+            set("client_ip", own(&d.client_ip));
             set("decision", text(&d.decision));
             set("reason", text(&d.reason));
-            set("basis", d.basis.clone());
+            set("basis", own(&d.basis));
             set("basis_kind", d.basis_kind.clone().map(Cow::into_owned));
             set("mode", d.mode.clone().map(Cow::into_owned));
             set("status", d.status.map(|s| s.to_string()));
@@ -305,7 +309,7 @@ fn write_csv_row(out: &mut impl Write, rec: &Record) -> io::Result<()> {
             set("ts", text(&c.ts));
             set("instance", text(&c.instance));
             set("request_id", text(&c.request_id));
-            set("category", c.category.clone());
+            set("category", own(&c.category));
             set("status", Some(c.status.to_string()));
             set("outcome", text(&c.outcome));
             set("bytes_in", Some(c.bytes_in.to_string()));

@@ -1,8 +1,11 @@
 //! The records of the audit trail (DESIGN §6) and the privacy helpers that
 //! fill some of their fields.
 //!
-//! Plain owned types only: the policy and proxy modules map their decisions
-//! into these, so the log format does not move when their internals do.
+//! Plain strings and numbers only: the policy and proxy modules map their
+//! decisions into these, so the log format does not move when their
+//! internals do. The strings are borrowed while the gate builds a record,
+//! from the rule snapshot and the request it has at hand, since the record
+//! is encoded before either goes; a record read back owns them.
 //! Every field is always written; an absent value is `null`. Field order is
 //! declaration order, and it is part of the canonical form (see the module
 //! documentation of `audit`).
@@ -22,141 +25,167 @@ use time::OffsetDateTime;
 /// request path; owned when a record is read back.
 pub type Word = Cow<'static, str>;
 
+/// Text a record borrows from what the gate holds while it builds the
+/// record (the rule snapshot, the request, the settings), and owns when a
+/// record is read back: the record is encoded before any of it is dropped.
+pub type Text<'a> = Cow<'a, str>;
+
 /// One line of the log. The variant is written first, as `event`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "event", rename_all = "lowercase")]
-pub enum Record {
+pub enum Record<'a> {
     /// Boxed: four times the size of the others, and tools that read the
     /// log hold many records.
-    Decision(Box<DecisionRecord>),
-    Completion(CompletionRecord),
-    Recovery(RecoveryRecord),
+    Decision(Box<DecisionRecord<'a>>),
+    Completion(CompletionRecord<'a>),
+    Recovery(RecoveryRecord<'a>),
 }
 
 /// Written before anything is forwarded. The audit handle fills `seq`,
 /// `instance`, `prev` and `hash`, and `ts` when it is left empty (with the
 /// time the record is handed to it).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct DecisionRecord {
+pub struct DecisionRecord<'a> {
     pub seq: u64,
     /// RFC 3339, UTC, milliseconds: see [`timestamp`].
-    pub ts: String,
-    pub instance: String,
-    pub request_id: String,
+    pub ts: Text<'a>,
+    pub instance: Text<'a>,
+    pub request_id: Text<'a>,
     /// `null` for a bucket that no tenant owns.
-    pub tenant: Option<String>,
+    pub tenant: Option<Text<'a>>,
     pub op: Word,
     /// `egress`, `ingress`, `copy`, `replication` or `control`.
     pub direction: Word,
-    pub bucket: Option<String>,
+    pub bucket: Option<Text<'a>>,
     /// The object key, or its keyed hash (see [`hash_key`]).
-    pub key: Option<String>,
+    pub key: Option<Text<'a>>,
     /// A copy's source.
-    pub source: Option<SourceEntry>,
+    pub source: Option<SourceEntry<'a>>,
     /// Buckets a replication (or other configuration write) names.
-    pub destinations: Option<Vec<DestinationEntry>>,
-    pub category: Option<String>,
+    pub destinations: Option<Vec<DestinationEntry<'a>>>,
+    pub category: Option<Text<'a>>,
     /// `classify`, `bucket`, `tenant_default`, `declared`, `stored` or
     /// `max_category`.
     pub category_source: Option<Word>,
-    pub from: Option<Endpoint>,
-    pub to: Option<Endpoint>,
+    pub from: Option<Endpoint<'a>>,
+    pub to: Option<Endpoint<'a>>,
     /// As `audit.client_ip` says: see [`minimize_ip`].
-    pub client_ip: Option<String>,
+    pub client_ip: Option<Text<'a>>,
     /// `allow`, `deny` or `monitor-deny`.
     pub decision: Word,
     pub reason: Word,
-    pub basis: Option<String>,
+    pub basis: Option<Text<'a>>,
     pub basis_kind: Option<Word>,
     /// The tenant's mode, `enforce` or `monitor`.
     pub mode: Option<Word>,
     /// The HTTP status of a denial.
     pub status: Option<u16>,
-    pub rules_version: String,
+    pub rules_version: Text<'a>,
     /// The GeoIP database's build epoch.
     pub geoip_build: Option<u64>,
-    pub prev: String,
+    pub prev: Text<'a>,
     /// Never part of the canonical form: empty until the writer sets it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub hash: Text<'a>,
 }
 
 /// Written when a forwarded request ends (same `request_id`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct CompletionRecord {
+pub struct CompletionRecord<'a> {
     pub seq: u64,
-    pub ts: String,
-    pub instance: String,
-    pub request_id: String,
+    pub ts: Text<'a>,
+    pub instance: Text<'a>,
+    pub request_id: Text<'a>,
     /// `complete`, `client_aborted`, `upstream_error` or `recheck_denied`.
-    pub outcome: String,
+    pub outcome: Text<'a>,
     pub status: u16,
     /// Decoded body bytes.
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_ms: u64,
     /// After the recheck (DESIGN §2 phase 6).
-    pub category: Option<String>,
-    pub prev: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
+    pub category: Option<Text<'a>>,
+    pub prev: Text<'a>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub hash: Text<'a>,
+}
+
+impl CompletionRecord<'_> {
+    /// The record with nothing borrowed, for a task of its own.
+    pub fn into_owned(self) -> CompletionRecord<'static> {
+        let own = |t: Text<'_>| Text::Owned(t.into_owned());
+        CompletionRecord {
+            seq: self.seq,
+            ts: own(self.ts),
+            instance: own(self.instance),
+            request_id: own(self.request_id),
+            outcome: own(self.outcome),
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration_ms: self.duration_ms,
+            category: self.category.map(own),
+            prev: own(self.prev),
+            hash: own(self.hash),
+        }
+    }
 }
 
 /// Written by the writer itself after it cut a torn tail off the log at
 /// start-up, so that the cut is on the record and the chain goes on.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveryRecord {
+pub struct RecoveryRecord<'a> {
     pub seq: u64,
-    pub ts: String,
-    pub instance: String,
+    pub ts: Text<'a>,
+    pub instance: Text<'a>,
     pub cut_bytes: u64,
-    pub reason: String,
-    pub prev: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub hash: String,
+    pub reason: Text<'a>,
+    pub prev: Text<'a>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub hash: Text<'a>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct SourceEntry {
-    pub bucket: String,
-    pub region: Option<String>,
-    pub jurisdiction: Option<String>,
+pub struct SourceEntry<'a> {
+    pub bucket: Text<'a>,
+    pub region: Option<Text<'a>>,
+    pub jurisdiction: Option<Text<'a>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct DestinationEntry {
-    pub bucket: String,
-    pub prefix: Option<String>,
-    pub region: Option<String>,
-    pub jurisdiction: Option<String>,
+pub struct DestinationEntry<'a> {
+    pub bucket: Text<'a>,
+    pub prefix: Option<Text<'a>>,
+    pub region: Option<Text<'a>>,
+    pub jurisdiction: Option<Text<'a>>,
     pub decision: Word,
     pub reason: Word,
-    pub basis: Option<String>,
+    pub basis: Option<Text<'a>>,
 }
 
 /// One end of a transfer.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Endpoint {
-    pub region: Option<String>,
-    pub country: Option<String>,
-    pub jurisdiction: Option<String>,
+pub struct Endpoint<'a> {
+    pub region: Option<Text<'a>>,
+    pub country: Option<Text<'a>>,
+    pub jurisdiction: Option<Text<'a>>,
     /// `peer`, `network`, `geoip`, `bucket` or `instance`; `null` when
     /// unknown.
     pub via: Option<Word>,
-    pub peer: Option<String>,
+    pub peer: Option<Text<'a>>,
 }
 
 /// The fields that the writer owns: set on every record it chains.
-pub(crate) struct ChainFields<'a> {
-    pub seq: &'a mut u64,
-    pub ts: &'a mut String,
-    pub instance: &'a mut String,
-    pub prev: &'a mut String,
-    pub hash: &'a mut String,
+pub(crate) struct ChainFields<'r, 'a> {
+    pub seq: &'r mut u64,
+    pub ts: &'r mut Text<'a>,
+    pub instance: &'r mut Text<'a>,
+    pub prev: &'r mut Text<'a>,
+    pub hash: &'r mut Text<'a>,
 }
 
-impl Record {
-    pub(crate) fn chain_fields(&mut self) -> ChainFields<'_> {
+impl<'a> Record<'a> {
+    pub(crate) fn chain_fields(&mut self) -> ChainFields<'_, 'a> {
         let (seq, ts, instance, prev, hash) = match self {
             Record::Decision(r) => (
                 &mut r.seq,

@@ -92,7 +92,7 @@ impl Outcome {
         Outcome {
             decision: d.decision.to_string(),
             reason: d.reason.to_string(),
-            basis: d.basis.clone(),
+            basis: d.basis.as_deref().map(str::to_owned),
             basis_kind: d.basis_kind.clone().map(Cow::into_owned),
         }
     }
@@ -117,7 +117,7 @@ impl fmt::Display for Outcome {
 
 /// A recorded request, rebuilt.
 pub struct Rebuilt<'r> {
-    record: &'r DecisionRecord,
+    record: &'r DecisionRecord<'r>,
     request: S3Request,
     destinations: Vec<Destination>,
     stored_category: Option<&'r str>,
@@ -127,7 +127,10 @@ pub struct Rebuilt<'r> {
 
 /// Rebuilds the request of a decision record, or says why it cannot be.
 /// `keys_hashed`: the log's keys are HMACs (`audit.key_hash`).
-pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'static str> {
+pub fn rebuild<'r>(
+    d: &'r DecisionRecord<'r>,
+    keys_hashed: bool,
+) -> Result<Rebuilt<'r>, &'static str> {
     // Configuration reads and writes that name no other bucket are control
     // operations whatever their sub-resource, which the record does not
     // keep and the decision does not read: one stands for them all.
@@ -151,14 +154,15 @@ pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'s
     let mut notes = Vec::new();
     let from_category = |source: &str| {
         d.category
-            .clone()
+            .as_deref()
             .filter(|_| d.category_source.as_deref() == Some(source))
+            .map(str::to_owned)
     };
     let key = if keys_hashed && d.key.is_some() {
         notes.push("key_hashed");
         None
     } else {
-        d.key.clone()
+        d.key.as_deref().map(str::to_owned)
     };
     if op.is_list() {
         notes.push("listing_prefix_not_recorded");
@@ -166,11 +170,11 @@ pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'s
     let request = S3Request {
         op,
         addressing: None,
-        bucket: d.bucket.clone(),
+        bucket: d.bucket.as_deref().map(str::to_owned),
         key,
         list_prefix: None,
         copy_source: d.source.as_ref().map(|s| CopySource {
-            bucket: s.bucket.clone(),
+            bucket: s.bucket.to_string(),
             // The decision reads only the source's bucket.
             key: String::new(),
             version_id: None,
@@ -183,8 +187,8 @@ pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'s
         .iter()
         .flatten()
         .map(|e| Destination {
-            bucket: e.bucket.clone(),
-            prefix: e.prefix.clone().unwrap_or_default(),
+            bucket: e.bucket.to_string(),
+            prefix: e.prefix.as_deref().unwrap_or_default().to_owned(),
         })
         .collect();
     Ok(Rebuilt {
@@ -203,7 +207,7 @@ pub fn rebuild(d: &DecisionRecord, keys_hashed: bool) -> Result<Rebuilt<'_>, &'s
 impl Rebuilt<'_> {
     /// The recorded requester, if the direction has one: the end that is
     /// not the bucket.
-    fn requester(&self) -> Option<Option<&Endpoint>> {
+    fn requester(&self) -> Option<Option<&Endpoint<'_>>> {
         match self.request.op.direction() {
             Direction::Egress => Some(self.record.to.as_ref()),
             Direction::Ingress => Some(self.record.from.as_ref()),
@@ -393,7 +397,7 @@ pub fn replay(
         };
         let old = Outcome::recorded(d);
         let own = recorded_rules
-            .entry(d.rules_version.clone())
+            .entry(d.rules_version.to_string())
             .or_insert_with(|| {
                 match store
                     .load(&d.rules_version)
@@ -401,7 +405,9 @@ pub fn replay(
                 {
                     Ok(judge) => Some(judge),
                     Err(why) => {
-                        summary.missing_rules.insert(d.rules_version.clone(), why);
+                        summary
+                            .missing_rules
+                            .insert(d.rules_version.to_string(), why);
                         None
                     }
                 }

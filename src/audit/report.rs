@@ -192,8 +192,9 @@ struct Tables {
 
 fn jurisdiction(end: &Option<Endpoint>) -> String {
     end.as_ref()
-        .and_then(|e| e.jurisdiction.clone())
-        .unwrap_or_else(|| "unknown".into())
+        .and_then(|e| e.jurisdiction.as_deref())
+        .unwrap_or("unknown")
+        .to_owned()
 }
 
 impl Tables {
@@ -205,17 +206,17 @@ impl Tables {
         };
         *[&mut t.allowed, &mut t.denied, &mut t.monitor_denied][verdict] += 1;
         if self.first.is_none() {
-            self.first = Some(d.ts.clone());
+            self.first = Some(d.ts.to_string());
         }
-        self.last = Some(d.ts.clone());
+        self.last = Some(d.ts.to_string());
         let v = self
             .versions
-            .entry(d.rules_version.clone())
+            .entry(d.rules_version.to_string())
             .or_insert_with(|| (0, String::new()));
         v.0 += 1;
-        v.1.clone_from(&d.ts);
+        d.ts.as_ref().clone_into(&mut v.1);
         if verdict != 0 {
-            let tenant = d.tenant.clone().unwrap_or_else(|| "-".into());
+            let tenant = d.tenant.as_deref().unwrap_or("-").to_owned();
             *self
                 .denials
                 .entry((d.reason.to_string(), tenant, d.decision.to_string()))
@@ -238,9 +239,9 @@ impl Tables {
             Some(i)
         };
         let basis = d.basis.as_ref().map(|b| {
-            let i = *self.basis_index.entry(b.clone()).or_insert_with(|| {
+            let i = *self.basis_index.entry(b.to_string()).or_insert_with(|| {
                 self.bases.push(BasisUse {
-                    basis: b.clone(),
+                    basis: b.to_string(),
                     kind: d.basis_kind.as_deref().unwrap_or_default().to_owned(),
                     ..BasisUse::default()
                 });
@@ -254,7 +255,7 @@ impl Tables {
         });
         if verdict != 1 {
             self.pending.insert(
-                d.request_id.clone(),
+                d.request_id.to_string(),
                 Pending {
                     flow,
                     verdict,
@@ -309,12 +310,12 @@ pub fn build(
     };
     scan(dir, &filter, |rec, _| {
         match rec {
-            Record::Decision(d) if until.as_deref().is_none_or(|u| d.ts.as_str() < u) => {
+            Record::Decision(d) if until.as_deref().is_none_or(|u| &*d.ts < u) => {
                 tables.decision(d);
             }
             Record::Completion(c) => tables.completion(&c.request_id, c.bytes_in, c.bytes_out),
             Record::Decision(d) => {
-                let beyond = |t: &Option<String>| t.as_deref().is_some_and(|t| d.ts.as_str() >= t);
+                let beyond = |t: &Option<String>| t.as_deref().is_some_and(|t| &*d.ts >= t);
                 if beyond(&given_up) || (tables.pending.is_empty() && beyond(&settled)) {
                     return Ok(ControlFlow::Break(()));
                 }

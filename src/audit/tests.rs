@@ -43,14 +43,14 @@ pub(super) async fn decide_in_tasks(audit: &AuditHandle, ids: std::ops::Range<u6
     seqs
 }
 
-pub(super) fn decision(i: u64) -> DecisionRecord {
+pub(super) fn decision(i: u64) -> DecisionRecord<'static> {
     DecisionRecord {
-        request_id: format!("req-{i}"),
+        request_id: format!("req-{i}").into(),
         tenant: Some("acme".into()),
         op: "GetObject".into(),
         direction: "egress".into(),
         bucket: Some("acme-hr".into()),
-        key: Some(format!("staff/{i}.json")),
+        key: Some(format!("staff/{i}.json").into()),
         category: Some("identity".into()),
         category_source: Some("bucket".into()),
         from: Some(Endpoint {
@@ -76,9 +76,9 @@ pub(super) fn decision(i: u64) -> DecisionRecord {
     }
 }
 
-pub(super) fn completion(i: u64) -> CompletionRecord {
+pub(super) fn completion(i: u64) -> CompletionRecord<'static> {
     CompletionRecord {
-        request_id: format!("req-{i}"),
+        request_id: format!("req-{i}").into(),
         outcome: "complete".into(),
         status: 200,
         bytes_out: 1234,
@@ -312,7 +312,7 @@ impl Assorted {
         self.maybe(Self::word)
     }
 
-    fn endpoint(&mut self) -> Endpoint {
+    fn endpoint(&mut self) -> Endpoint<'static> {
         Endpoint {
             region: self.maybe_word(),
             country: self.maybe_word(),
@@ -322,7 +322,7 @@ impl Assorted {
         }
     }
 
-    fn destination(&mut self) -> DestinationEntry {
+    fn destination(&mut self) -> DestinationEntry<'static> {
         DestinationEntry {
             bucket: self.word(),
             prefix: self.maybe_word(),
@@ -334,7 +334,7 @@ impl Assorted {
         }
     }
 
-    fn decision(&mut self) -> DecisionRecord {
+    fn decision(&mut self) -> DecisionRecord<'static> {
         DecisionRecord {
             seq: self.number(),
             ts: self.word(),
@@ -372,7 +372,7 @@ impl Assorted {
         }
     }
 
-    fn completion(&mut self) -> CompletionRecord {
+    fn completion(&mut self) -> CompletionRecord<'static> {
         CompletionRecord {
             seq: self.number(),
             ts: self.word(),
@@ -389,7 +389,7 @@ impl Assorted {
         }
     }
 
-    fn recovery(&mut self) -> RecoveryRecord {
+    fn recovery(&mut self) -> RecoveryRecord<'static> {
         RecoveryRecord {
             seq: self.number(),
             ts: self.word(),
@@ -403,7 +403,7 @@ impl Assorted {
 }
 
 /// Records of every kind, 300 of each.
-fn assorted_records() -> Vec<Record> {
+fn assorted_records() -> Vec<Record<'static>> {
     use rand::SeedableRng;
     let mut a = Assorted(rand::rngs::StdRng::seed_from_u64(6));
     (0..300)
@@ -468,11 +468,11 @@ fn a_chained_line_is_the_serde_json_record_with_its_seq_prev_and_hash() {
         if fields.ts.is_empty() {
             // Filled in with the time of chaining: take the line's.
             let line: serde_json::Value = serde_json::from_slice(&line).unwrap();
-            *fields.ts = line["ts"].as_str().unwrap().to_owned();
+            *fields.ts = line["ts"].as_str().unwrap().to_owned().into();
         }
-        "edge-\"x\"".clone_into(fields.instance);
-        prev.clone_into(fields.prev);
-        *fields.hash = String::from_utf8(hash.to_vec()).unwrap();
+        *fields.instance = "edge-\"x\"".into();
+        *fields.prev = prev.to_owned().into();
+        *fields.hash = String::from_utf8(hash.to_vec()).unwrap().into();
         let mut expected = serde_json::to_vec(&rec).unwrap();
         expected.push(b'\n');
         assert_eq!(
@@ -587,7 +587,7 @@ async fn the_chain_recomputes() {
         panic!("{first:?}")
     };
     assert_eq!(
-        (first.seq, first.instance.as_str(), first.prev.as_str()),
+        (first.seq, &*first.instance, &*first.prev),
         (1, "edge-test", GENESIS)
     );
     assert_eq!(first.ts.len(), "2026-03-01T04:34:56.789Z".len());
@@ -1473,12 +1473,12 @@ async fn transfers(dir: &Path) {
         let ts = format!("2026-03-01T12:{i:02}:00.000Z");
         audit
             .decision(DecisionRecord {
-                ts: ts.clone(),
+                ts: ts.clone().into(),
                 tenant: Some(if i < 5 { "acme" } else { "globex" }.into()),
                 key: Some(if i == 7 {
                     "=cmd,\"x\"".into()
                 } else {
-                    format!("staff/{i}.json")
+                    format!("staff/{i}.json").into()
                 }),
                 to: Some(Endpoint {
                     region: Some("us-east-1".into()),
@@ -1489,7 +1489,7 @@ async fn transfers(dir: &Path) {
                 }),
                 decision: if allowed { "allow" } else { "deny" }.into(),
                 reason: if allowed { "basis" } else { "no_legal_basis" }.into(),
-                basis: allowed.then(|| format!("scc-{}", i % 4)),
+                basis: allowed.then(|| format!("scc-{}", i % 4).into()),
                 status: (!allowed).then_some(403),
                 ..decision(i)
             })
@@ -1498,7 +1498,7 @@ async fn transfers(dir: &Path) {
         if allowed {
             audit
                 .completion(CompletionRecord {
-                    ts: ts.replace(":00.000Z", ":30.000Z"),
+                    ts: ts.replace(":00.000Z", ":30.000Z").into(),
                     ..completion(i)
                 })
                 .await;
@@ -1893,7 +1893,7 @@ const fn req(id: &'static str, method: &'static str, path: &'static str, ip: &'s
 /// The decision record the gate writes for `r` on `DAY`: decided by the
 /// same code as a live request (`explain` classifies, locates, decides and
 /// describes it).
-fn recorded(snap: &crate::snapshot::Snapshot, r: &Req) -> DecisionRecord {
+fn recorded(snap: &crate::snapshot::Snapshot, r: &Req) -> DecisionRecord<'static> {
     let settings = crate::describe::RecordSettings {
         instance: "edge-test".into(),
         client_ip: ClientIpMode::Truncate,
@@ -2276,18 +2276,18 @@ async fn report_log(dir: &Path, rules_dir: &Path) {
                 _ => id,
             };
             let mut rec = by_id(source);
-            rec.request_id = format!("{id}-{n}");
+            rec.request_id = format!("{id}-{n}").into();
             rec.ts = ts.into();
             audit.decision(rec).await.unwrap();
             if let Some((bytes_in, bytes_out)) = bytes {
                 audit
                     .completion(CompletionRecord {
-                        request_id: format!("{id}-{n}"),
+                        request_id: format!("{id}-{n}").into(),
                         outcome: "complete".into(),
                         status: 200,
                         bytes_in,
                         bytes_out,
-                        ts: ts.replace("00.000Z", "01.000Z"),
+                        ts: ts.replace("00.000Z", "01.000Z").into(),
                         ..CompletionRecord::default()
                     })
                     .await;

@@ -357,7 +357,7 @@ impl AuditHandle {
     /// Resolves once the record has been handed to the kernel, and for
     /// `fsync = "always"` once it is on disk: a crash of the process after
     /// this never loses it.
-    pub async fn decision(&self, rec: DecisionRecord) -> Result<Written, AuditUnavailable> {
+    pub async fn decision(&self, rec: DecisionRecord<'_>) -> Result<Written, AuditUnavailable> {
         let rec = Record::Decision(Box::new(rec));
         let answer = if self.direct {
             match self.offer(rec, true) {
@@ -384,7 +384,7 @@ impl AuditHandle {
     }
 
     /// Writes the record, or queues it for the next batch, unawaited.
-    pub async fn completion(&self, rec: CompletionRecord) {
+    pub async fn completion(&self, rec: CompletionRecord<'_>) {
         // A stopped writer has counted the loss; the request has ended and
         // has nobody to tell.
         let rec = Record::Completion(rec);
@@ -398,7 +398,7 @@ impl AuditHandle {
     /// Writes the record, or queues it if the queue has room now, without
     /// waiting or a task of its own; gives it back when the queue is full.
     #[must_use]
-    pub fn try_completion(&self, rec: CompletionRecord) -> Option<CompletionRecord> {
+    pub fn try_completion<'a>(&self, rec: CompletionRecord<'a>) -> Option<CompletionRecord<'a>> {
         if self.direct {
             self.offer(Record::Completion(rec), false);
             return None;
@@ -420,7 +420,7 @@ impl AuditHandle {
     /// task that has claimed it (see the module docs). A completion is
     /// written at once when it claims the write; a decision's task writes
     /// once the other runnable tasks had their turn ([`Gathering`]).
-    fn offer(&self, rec: Record, awaited: bool) -> Offered<'_> {
+    fn offer(&self, rec: Record<'_>, awaited: bool) -> Offered<'_> {
         let rec = Unchained::new(rec, &self.instance);
         let Some(mut inbox) = lock(&self.log.inbox) else {
             self.stats.lost_total.fetch_add(1, Relaxed);
@@ -466,7 +466,7 @@ impl AuditHandle {
         written
     }
 
-    async fn enqueue(&self, rec: Record, reply: Reply) -> Result<(), AuditUnavailable> {
+    async fn enqueue(&self, rec: Record<'_>, reply: Reply) -> Result<(), AuditUnavailable> {
         // `reserve` waits for room without taking the record, so a caller
         // that gives up while waiting leaves nothing behind.
         let Ok(permit) = self.tx.reserve().await else {
@@ -477,7 +477,7 @@ impl AuditHandle {
         Ok(())
     }
 
-    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record, reply: Reply) {
+    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record<'_>, reply: Reply) {
         let rec = Unchained::new(rec, &self.instance);
         self.stats.queue_depth.fetch_add(1, Relaxed);
         permit.send(Msg::Record(rec, reply));
@@ -698,7 +698,7 @@ impl Writer {
             let cut_bytes = file.metadata()?.len() - len;
             let rec = Record::Recovery(RecoveryRecord {
                 cut_bytes,
-                reason: format!("{} from byte {len} of {}", why, newest.display()),
+                reason: format!("{} from byte {len} of {}", why, newest.display()).into(),
                 ..RecoveryRecord::default()
             });
             writer.chain(&Unchained::new(rec, &cfg.instance));

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::body::{BodyProgress, Ending, OnEnd, ReqBody, RespBody, UpstreamBody};
 use super::forward::{Upstream, UpstreamError};
-use crate::audit::record::CompletionRecord;
+use crate::audit::record::{CompletionRecord, Text};
 use crate::audit::AuditHandle;
 use crate::describe::{self, RecordSettings};
 use crate::locate::{self, Location};
@@ -734,20 +734,20 @@ impl Completion {
             });
         }
         let rec = CompletionRecord {
-            instance: gate.settings.record.instance.clone(),
-            request_id: self.request_id.as_str().to_owned(),
-            outcome: outcome.as_str().to_owned(),
+            request_id: self.request_id.as_str().into(),
+            outcome: outcome.as_str().into(),
             status: self.status,
             bytes_in,
             bytes_out,
             duration_ms: elapsed.as_millis() as u64,
-            category: self.category,
+            category: self.category.map(Text::Owned),
             ..CompletionRecord::default()
         };
         // Usually the queue has room: no task, no wait.
         let Some(rec) = gate.audit.try_completion(rec) else {
             return;
         };
+        let rec = rec.into_owned();
         let audit = gate.audit.clone();
         let open = self.open;
         tokio::spawn(async move {
