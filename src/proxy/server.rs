@@ -7,16 +7,18 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -154,7 +156,7 @@ pub async fn serve(
     hurry: impl Future<Output = ()>,
 ) {
     let builder = Arc::new(http_builder(&edge.limits));
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::default();
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -184,15 +186,17 @@ pub async fn serve(
             gate: gate.clone(),
             edge: edge.clone(),
             builder: builder.clone(),
-            watcher: graceful.watcher(),
+            drain: drain.signal(),
             tls: tls.clone(),
             peer,
         };
         tasks.spawn(conn.run(socket));
     }
     drop(listener);
+    drain.start();
+    let drained = async { while tasks.join_next().await.is_some() {} };
     let why = tokio::select! {
-        drained = tokio::time::timeout(edge.drain_timeout, graceful.shutdown()) => match drained {
+        drained = tokio::time::timeout(edge.drain_timeout, drained) => match drained {
             Ok(()) => None,
             Err(_) => Some("drain deadline passed"),
         },
@@ -226,6 +230,79 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.max_streams);
     builder
+}
+
+/// Tells a listener's connections to finish what they are serving and
+/// close, as hyper-util's `GracefulShutdown` does, but with nothing shared
+/// on the request path: its watcher polls a `watch` receiver at every poll
+/// of every connection, and each such poll locks the waiter list of the one
+/// channel all the listener's connections share. Here a connection is
+/// registered once, when it is accepted, and reads a flag of its own.
+#[derive(Default)]
+struct Drain {
+    connections: Mutex<Vec<Weak<DrainSignal>>>,
+}
+
+#[derive(Default)]
+struct DrainSignal {
+    draining: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Drain {
+    fn signal(&self) -> Arc<DrainSignal> {
+        let signal = Arc::new(DrainSignal::default());
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Ended connections are swept out before the list would grow, so it
+        // stays within twice the connections open.
+        if connections.len() == connections.capacity() {
+            connections.retain(|c| c.strong_count() > 0);
+        }
+        connections.push(Arc::downgrade(&signal));
+        signal
+    }
+
+    fn start(&self) {
+        let connections = std::mem::take(
+            &mut *self
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for signal in connections.iter().filter_map(Weak::upgrade) {
+            signal.draining.store(true, Ordering::Release);
+            signal.waker.wake();
+        }
+    }
+}
+
+impl DrainSignal {
+    /// Serves `conn` until it ends, shutting it down gracefully once the
+    /// drain starts.
+    async fn watch<C: GracefulConnection>(&self, conn: C) -> C::Output {
+        let mut conn = std::pin::pin!(conn);
+        let mut draining = false;
+        // The task's waker, as last registered: it does not change between
+        // polls, so registering it again is skipped.
+        let mut registered: Option<Waker> = None;
+        std::future::poll_fn(|cx| {
+            if !draining {
+                if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    self.waker.register(cx.waker());
+                    registered = Some(cx.waker().clone());
+                }
+                if self.draining.load(Ordering::Acquire) {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            conn.as_mut().poll(cx)
+        })
+        .await
+    }
 }
 
 /// `fut`, failed with `TimedOut` if it takes longer than `limit`.
@@ -264,7 +341,8 @@ struct Conn {
     gate: Arc<Gate>,
     edge: Arc<Edge>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: Watcher,
+    /// Set when the listener stops: finish the request in flight, then close.
+    drain: Arc<DrainSignal>,
     tls: Option<Arc<Tls>>,
     peer: SocketAddr,
 }
@@ -335,7 +413,7 @@ impl Conn {
             gate,
             edge,
             builder,
-            watcher,
+            drain,
             ..
         } = self;
         let clock = Arc::new(Clock::new(&edge.limits));
@@ -354,7 +432,7 @@ impl Conn {
             })
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
-        let ended = watcher.watch(conn.into_owned()).await;
+        let ended = drain.watch(conn.into_owned()).await;
         let reason = match (clock.expired(), &ended) {
             (Some(Expiry::Send), _) => {
                 tracing::debug!(%peer, "client stopped reading a response; connection cut");
@@ -714,5 +792,25 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Timed<I> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
         this.sending(cx, polled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drain_reaches_every_open_connection_and_forgets_ended_ones() {
+        let drain = Drain::default();
+        let open: Vec<_> = (0..10).map(|_| drain.signal()).collect();
+        for _ in 0..10_000 {
+            drop(drain.signal());
+        }
+        let listed = drain.connections.lock().unwrap().len();
+        assert!(listed <= 2 * open.len(), "{listed} listed for 10 open");
+        assert!(!open.iter().any(|s| s.draining.load(Ordering::Acquire)));
+        drain.start();
+        assert!(open.iter().all(|s| s.draining.load(Ordering::Acquire)));
+        assert!(drain.connections.lock().unwrap().is_empty());
     }
 }
