@@ -127,6 +127,9 @@ impl<'a> Object<'a> {
 
     /// Writes one member, its `key` given as `,"name":`, and returns where
     /// its value starts in the buffer.
+    // Forced: left to itself the compiler calls it for each of a request's
+    // ~40 members, which cost a fifth of the encoding (callgrind).
+    #[inline(always)]
     fn member(&mut self, key: &str, value: &(impl Encode + ?Sized)) -> usize {
         let key = if self.first { &key[1..] } else { key };
         self.first = false;
