@@ -31,8 +31,8 @@ use super::{
 };
 use crate::locate::{Location, Via};
 use crate::rules::model::{
-    Basis, BasisId, BasisKind, BucketHot, BucketId, CategoryId, CrossBorder, Jurisdiction, Mode,
-    RegionId, RuleSet, TenantHot, TenantId, Validity,
+    Basis, BasisId, BasisKind, BucketHot, BucketId, CategoryId, CrossBorder, Day, Jurisdiction,
+    Mode, RegionId, RuleSet, TenantHot, TenantId, Validity,
 };
 use crate::s3::Direction;
 
@@ -635,6 +635,7 @@ impl<'r> Ctx<'r> {
         // outranks the tenant's own derogation: the first valid derogation
         // waits here until both lists are exhausted.
         let mut reserve: Option<BasisId> = None;
+        let today = Day::of(self.today);
         for route_basis in candidates {
             let id = route_basis.id;
             let admissible = if never {
@@ -643,23 +644,22 @@ impl<'r> Ctx<'r> {
             } else {
                 route_basis.covers_category(rules, category)
             };
-            let rejected = if !admissible {
-                Some(if never {
-                    "not a pipl-security-assessment naming the category"
-                } else {
-                    "category not covered"
-                })
-            } else {
-                match route_basis.validity(self.today) {
-                    Validity::Valid => None,
-                    Validity::NotYetValid => Some("not yet valid"),
-                    Validity::Expired => Some("expired"),
-                    Validity::Revoked => Some("revoked"),
-                }
-            };
-            if let Some(why) = rejected {
+            if !admissible || !route_basis.valid_on(rules, today) {
                 trace.step(step, name, || {
-                    format!("{}: rejected, {why}", describe(rules, rules.basis(id)))
+                    let basis = rules.basis(id);
+                    let why = match basis.validity(self.today) {
+                        _ if !admissible && never => {
+                            "not a pipl-security-assessment naming the category"
+                        }
+                        _ if !admissible => "category not covered",
+                        Validity::NotYetValid => "not yet valid",
+                        Validity::Expired => "expired",
+                        Validity::Revoked => "revoked",
+                        // Not reached: `valid_on` agrees with `validity`
+                        // (`rules::model`'s tests).
+                        Validity::Valid => "valid",
+                    };
+                    format!("{}: rejected, {why}", describe(rules, basis))
                 });
                 continue;
             }
