@@ -10,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use super::forward::UpBody;
 use tokio::time::{Instant, Sleep};
 
 /// What a request body has done so far, shared with the request's
@@ -109,7 +111,7 @@ pub trait OnEnd: Send + Unpin + 'static {
 /// A streamed upstream response body: counts bytes, cuts off an upstream
 /// that goes quiet for longer than `idle`, and reports how it ended — also
 /// when the client goes away and hyper drops it unfinished.
-pub struct UpstreamBody<E: OnEnd, B: Body = Incoming> {
+pub struct UpstreamBody<E: OnEnd, B: Body = UpBody> {
     inner: B,
     idle: Duration,
     /// Made the first time the upstream has nothing to send, so that a

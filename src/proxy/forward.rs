@@ -19,13 +19,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::body::ReqBody;
+use super::fetch::{FetchError, Fetched, Fetcher};
 
 /// Why the upstream gave no response head.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// Could not connect, or the connection failed: `502`.
+    #[error("{0}")]
     Unavailable(hyper_util::client::legacy::Error),
+    /// The same, on the gate's own GET and HEAD client.
+    #[error("{0}")]
+    Fetch(FetchError),
     /// No response head within the configured time: `504`.
+    #[error("no response head in time")]
     Timeout,
 }
 
@@ -34,13 +40,52 @@ impl UpstreamError {
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Unavailable(e) if e.is_connect() => "connect",
-            UpstreamError::Unavailable(_) => "protocol",
+            UpstreamError::Fetch(e) if e.is_connect() => "connect",
+            UpstreamError::Unavailable(_) | UpstreamError::Fetch(_) => "protocol",
             UpstreamError::Timeout => "timeout",
         }
     }
 }
 
+/// An upstream response's body, from whichever client carried the request.
+pub enum UpBody {
+    Hyper(Incoming),
+    Fetched(Fetched),
+}
+
+impl http_body::Body for UpBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpBody::Fetched(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Hyper(b) => b.is_end_stream(),
+            UpBody::Fetched(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpBody::Hyper(b) => b.size_hint(),
+            UpBody::Fetched(b) => b.size_hint(),
+        }
+    }
+}
+
 pub struct Upstream {
+    /// GET and HEAD to a plain-HTTP upstream; everything else goes through
+    /// `client`.
+    fetch: Option<Arc<Fetcher>>,
     client: Client<ToUpstream, ReqBody>,
     scheme: Scheme,
     response_timeout: Duration,
@@ -91,7 +136,19 @@ impl Upstream {
                 connector,
                 target: base.clone(),
             });
+        let fetch = (scheme == Scheme::HTTP)
+            .then(|| base.host())
+            .flatten()
+            .map(|host| {
+                Arc::new(Fetcher::new(
+                    host,
+                    base.port_u16().unwrap_or(80),
+                    opts.connect_timeout,
+                    opts.pool_idle,
+                ))
+            });
         Ok(Upstream {
+            fetch,
             client,
             scheme,
             response_timeout: opts.response_timeout,
@@ -100,10 +157,7 @@ impl Upstream {
 
     /// Sends the request as the client sent it: same method, target, headers
     /// and body bytes. Only the connection it travels on changes.
-    pub async fn send(
-        &self,
-        mut req: Request<ReqBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(&self, mut req: Request<ReqBody>) -> Result<Response<UpBody>, UpstreamError> {
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
         // HTTP/2 clients name the host only in :authority; HTTP/1.1 upstreams
         // need it as Host, and it is the value the client signed.
@@ -118,8 +172,15 @@ impl Upstream {
         parts.authority = Some(POOL_KEY);
         *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
         *req.version_mut() = http::Version::HTTP_11;
+        if let Some(fetch) = self.fetch.as_ref().filter(|_| Fetcher::takes(&req)) {
+            return match tokio::time::timeout(self.response_timeout, fetch.send(&req)).await {
+                Ok(Ok(resp)) => Ok(resp.map(UpBody::Fetched)),
+                Ok(Err(e)) => Err(UpstreamError::Fetch(e)),
+                Err(_) => Err(UpstreamError::Timeout),
+            };
+        }
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => Ok(resp.map(UpBody::Hyper)),
             Ok(Err(e)) => Err(UpstreamError::Unavailable(e)),
             Err(_) => Err(UpstreamError::Timeout),
         }

@@ -43,6 +43,7 @@ macro_rules! write_through {
 }
 
 pub mod body;
+pub mod fetch;
 pub mod forward;
 pub mod pipeline;
 pub mod proxy_protocol;

@@ -391,8 +391,8 @@ impl Gate {
                         "GatewayTimeout",
                         "the upstream did not answer in time".into(),
                     ),
-                    UpstreamError::Unavailable(err) => {
-                        tracing::warn!(error = %err, "upstream request failed");
+                    UpstreamError::Unavailable(_) | UpstreamError::Fetch(_) => {
+                        tracing::warn!(error = %e, "upstream request failed");
                         S3Error::new(502, "BadGateway", "the upstream is unavailable".into())
                     }
                 };
