@@ -281,9 +281,10 @@ impl Drain {
 
 impl DrainSignal {
     /// Serves `conn` until it ends, shutting it down gracefully once the
-    /// drain starts.
-    async fn watch<C: GracefulConnection>(&self, conn: C) -> C::Output {
-        let mut conn = std::pin::pin!(conn);
+    /// drain starts. Pinned by the caller: an async fn keeps its arguments
+    /// for its whole life, and a connection taken by value would sit in the
+    /// task twice (4 KiB more per idle connection).
+    async fn watch<C: GracefulConnection>(&self, mut conn: Pin<&mut C>) -> C::Output {
         let mut draining = false;
         // The task's waker, as last registered: it does not change between
         // polls, so registering it again is skipped.
@@ -432,7 +433,8 @@ impl Conn {
             })
         });
         let conn = builder.serve_connection(TokioIo::new(io), service);
-        let ended = drain.watch(conn.into_owned()).await;
+        let conn = std::pin::pin!(conn.into_owned());
+        let ended = drain.watch(conn).await;
         let reason = match (clock.expired(), &ended) {
             (Some(Expiry::Send), _) => {
                 tracing::debug!(%peer, "client stopped reading a response; connection cut");
