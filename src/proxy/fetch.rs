@@ -170,6 +170,15 @@ impl Fetcher {
 
     fn give_back(&self, conn: TcpStream) {
         let mut idle = self.pool();
+        // Checkouts take the newest, so under steady load the oldest would
+        // sit there long after the upstream closed them: one is dropped
+        // per return once it is past `pool_idle`.
+        if idle
+            .first()
+            .is_some_and(|c| c.since.elapsed() >= self.pool_idle)
+        {
+            idle.remove(0);
+        }
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
                 conn,
@@ -246,6 +255,11 @@ async fn exchange(
             });
         }
         while let Some(parsed) = parse_head(&mut buf).map_err(Exchange::Failed)? {
+            if parsed.status == StatusCode::SWITCHING_PROTOCOLS {
+                // Nothing the gate forwards upgrades; waiting for a final
+                // answer after it would only time out.
+                return Err(Exchange::Failed(FetchError::Protocol("an upgrade (101)")));
+            }
             if parsed.status.is_informational() {
                 interim += 1;
                 if interim > MAX_INTERIM {
@@ -820,6 +834,46 @@ mod tests {
             assert!(got.is_err(), "{:?} gave {got:?}", String::from_utf8_lossy(bad));
             assert!(f.pool().is_empty(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_is_an_error() {
+        let origin = Origin::start(vec![reply(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+        )])
+        .await;
+        let got = fetch(&origin.fetcher(), Method::GET).await;
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_limit_leave_the_pool() {
+        let ok: &'static [u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let origin = Origin::start((0..5).map(|_| reply(ok)).collect()).await;
+        let f = Arc::new(Fetcher::new(
+            "127.0.0.1",
+            origin.port,
+            Duration::from_secs(5),
+            Duration::from_millis(1000),
+        ));
+        // Two at once: two connections, both pooled.
+        let (a, b) = tokio::join!(fetch(&f, Method::GET), fetch(&f, Method::GET));
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(f.pool().len(), 2);
+        // The newer one is taken and returned while fresh; on a return
+        // after the older one's limit, the older one goes.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(fetch(&f, Method::GET).await.is_ok());
+        assert_eq!(f.pool().len(), 2);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(fetch(&f, Method::GET).await.is_ok());
+        assert_eq!(f.pool().len(), 1);
+        // Past the limit, the newest too: the pool is emptied and a new
+        // connection made.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(fetch(&f, Method::GET).await.is_ok());
+        assert_eq!(f.pool().len(), 1);
+        assert_eq!(origin.connections(), 3);
     }
 
     #[tokio::test]
