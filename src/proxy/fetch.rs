@@ -836,6 +836,58 @@ mod tests {
         }
     }
 
+    /// The decoder against random chunkings of random bodies, fed in
+    /// pieces cut at random: whatever the reads split (a size line, a CRLF,
+    /// an extension, the trailers), the data comes out whole and in order,
+    /// and nothing after the last chunk is taken.
+    #[test]
+    fn chunked_decoding_does_not_depend_on_where_reads_split() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for _ in 0..2_000 {
+            let body: Vec<u8> = (0..rng.gen_range(0..600)).map(|_| rng.gen()).collect();
+            let mut wire = Vec::new();
+            let mut rest = &body[..];
+            while !rest.is_empty() {
+                let n = rng.gen_range(1..=rest.len().min(70));
+                let size = if rng.gen_bool(0.3) {
+                    format!("{n:04X}")
+                } else {
+                    format!("{n:x}")
+                };
+                wire.extend_from_slice(size.as_bytes());
+                if rng.gen_bool(0.2) {
+                    wire.extend_from_slice(b";ext=\"v\"");
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&rest[..n]);
+                wire.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+            }
+            wire.extend_from_slice(b"0\r\n");
+            if rng.gen_bool(0.3) {
+                wire.extend_from_slice(b"x-checksum: abc\r\n");
+            }
+            wire.extend_from_slice(b"\r\nNEXT");
+            let mut state = Chunks::Size { size: 0, digits: 0 };
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut fed = 0;
+            while state != Chunks::Done {
+                assert!(fed < wire.len(), "ran out of input in {state:?}");
+                let n = rng.gen_range(1..=(wire.len() - fed).min(40));
+                buf.extend_from_slice(&wire[fed..fed + n]);
+                fed += n;
+                while let Some(data) = decode(&mut state, &mut buf).unwrap() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            assert_eq!(out, body);
+            let unread = [&buf[..], &wire[fed..]].concat();
+            assert_eq!(unread, b"NEXT");
+        }
+    }
+
     #[tokio::test]
     async fn an_upgrade_is_an_error() {
         let origin = Origin::start(vec![reply(
