@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use super::forward::UpBody;
-use tokio::time::{Instant, Sleep};
 
 /// What a request body has done so far, shared with the request's
 /// completion record.

@@ -32,6 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::body::BoxError;
+
 /// A response head larger than this is refused (hyper's client default is
 /// ~400 KiB of buffer; S3 heads are a few hundred bytes).
 const MAX_HEAD: usize = 64 << 10;
@@ -451,8 +453,6 @@ pub struct Fetched {
     read: usize,
     pool: Arc<Fetcher>,
 }
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Fetched {
     fn ended(&self) -> bool {

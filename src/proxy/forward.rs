@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
@@ -18,7 +19,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::body::ReqBody;
+use super::body::{BoxError, ReqBody};
 use super::fetch::{FetchError, Fetched, Fetcher};
 
 /// Why the upstream gave no response head.
@@ -47,40 +48,8 @@ impl UpstreamError {
     }
 }
 
-/// An upstream response's body, from whichever client carried the request.
-pub enum UpBody {
-    Hyper(Incoming),
-    Fetched(Fetched),
-}
-
-impl http_body::Body for UpBody {
-    type Data = bytes::Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            UpBody::Fetched(b) => Pin::new(b).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Hyper(b) => b.is_end_stream(),
-            UpBody::Fetched(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        match self {
-            UpBody::Hyper(b) => b.size_hint(),
-            UpBody::Fetched(b) => b.size_hint(),
-        }
-    }
-}
+/// An upstream response's body: hyper's, or the gate's own client's.
+pub type UpBody = Either<Incoming, Fetched>;
 
 pub struct Upstream {
     /// GET and HEAD to a plain-HTTP upstream; everything else goes through
@@ -174,13 +143,13 @@ impl Upstream {
         *req.version_mut() = http::Version::HTTP_11;
         if let Some(fetch) = self.fetch.as_ref().filter(|_| Fetcher::takes(&req)) {
             return match tokio::time::timeout(self.response_timeout, fetch.send(&req)).await {
-                Ok(Ok(resp)) => Ok(resp.map(UpBody::Fetched)),
+                Ok(Ok(resp)) => Ok(resp.map(Either::Right)),
                 Ok(Err(e)) => Err(UpstreamError::Fetch(e)),
                 Err(_) => Err(UpstreamError::Timeout),
             };
         }
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp.map(UpBody::Hyper)),
+            Ok(Ok(resp)) => Ok(resp.map(Either::Left)),
             Ok(Err(e)) => Err(UpstreamError::Unavailable(e)),
             Err(_) => Err(UpstreamError::Timeout),
         }
@@ -201,8 +170,6 @@ struct ToUpstream {
 /// gate never reads. Only HTTP/1.1 is offered upstream, so there is no
 /// negotiated HTTP/2 to tell.
 struct Bare<T>(T);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Uri> for ToUpstream {
     type Response = Bare<MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>>;
