@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gatekeeper::audit::chain::Unchained;
 use gatekeeper::audit::{
-    start, AuditConfig, AuditHandle, DecisionRecord, Endpoint, FsyncMode, Record, GENESIS,
+    start, AuditConfig, AuditHandle, DecisionRecord, Endpoint, FsyncMode, RecordMut, GENESIS,
 };
 use sha2::{Digest, Sha256};
 
@@ -54,8 +54,8 @@ fn record() -> DecisionRecord<'static> {
     }
 }
 
-fn unchained(rec: DecisionRecord) -> Unchained {
-    Unchained::new(Record::Decision(Box::new(rec)), INSTANCE)
+fn unchained(mut rec: DecisionRecord) -> Unchained {
+    Unchained::new(RecordMut::Decision(&mut rec), INSTANCE)
 }
 
 fn encode(c: &mut Criterion) {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gatekeeper::audit::chain::Unchained;
-use gatekeeper::audit::{ClientIpMode, Record, GENESIS};
+use gatekeeper::audit::{ClientIpMode, RecordMut, GENESIS};
 use gatekeeper::describe::{self, RecordSettings};
 use gatekeeper::locate;
 use gatekeeper::policy::{self, Facts, NoTrace, Reason, Verdict};
@@ -69,7 +69,8 @@ impl Phases {
             arrival,
             status,
         );
-        let unchained = Unchained::new(Record::Decision(Box::new(record)), &self.settings.instance);
+        let mut record = record;
+        let unchained = Unchained::new(RecordMut::Decision(&mut record), &self.settings.instance);
         line.clear();
         let hash = unchained.append_line(line, 1, GENESIS);
         (decision.verdict, decision.reason, hash)

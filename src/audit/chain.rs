@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::record::{timestamp, Record};
+use super::record::{timestamp, RecordMut};
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -47,7 +47,7 @@ impl Unchained {
     /// place in the chain: `instance`, and `ts` when the caller left it
     /// empty (the time of this call). `hash` is never part of the
     /// canonical bytes.
-    pub fn new<'a>(mut rec: Record<'a>, instance: &'a str) -> Unchained {
+    pub fn new<'a>(mut rec: RecordMut<'_, 'a>, instance: &'a str) -> Unchained {
         let fields = rec.chain_fields();
         *fields.seq = 0;
         if fields.ts.is_empty() {

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::record::{DestinationEntry, Endpoint, Record, SourceEntry};
+use super::record::{DestinationEntry, Endpoint, RecordMut, SourceEntry};
 
 /// A value as serde_json writes it.
 pub(crate) trait Encode {
@@ -154,14 +154,14 @@ macro_rules! members {
     }};
 }
 
-impl Record<'_> {
+impl RecordMut<'_, '_> {
     /// Appends the record as `serde_json::to_vec` writes it and returns
     /// where the value of its `seq` starts, for the writer to splice in the
     /// record's place in the chain.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> usize {
         let mut o = Object::new(out);
         let (seq_at, hash) = match self {
-            Record::Decision(r) => {
+            RecordMut::Decision(r) => {
                 o.member(EVENT, "decision");
                 let seq_at = members!(o, r;
                     seq, ts, instance, request_id, tenant, op, direction, bucket, key,
@@ -171,7 +171,7 @@ impl Record<'_> {
                 );
                 (seq_at, &r.hash)
             }
-            Record::Completion(r) => {
+            RecordMut::Completion(r) => {
                 o.member(EVENT, "completion");
                 let seq_at = members!(o, r;
                     seq, ts, instance, request_id, outcome, status, bytes_in,
@@ -179,7 +179,7 @@ impl Record<'_> {
                 );
                 (seq_at, &r.hash)
             }
-            Record::Recovery(r) => {
+            RecordMut::Recovery(r) => {
                 o.member(EVENT, "recovery");
                 let seq_at = members!(o, r; seq, ts, instance, cut_bytes, reason, prev);
                 (seq_at, &r.hash)

@@ -145,7 +145,7 @@ pub use chain::GENESIS;
 pub use keys::{key_id, keygen, KeyFiles, KeyRing};
 pub use record::{
     hash_key, minimize_ip, timestamp, ClientIpMode, CompletionRecord, DecisionRecord,
-    DestinationEntry, Endpoint, Record, RecoveryRecord, SourceEntry,
+    DestinationEntry, Endpoint, Record, RecordMut, RecoveryRecord, SourceEntry,
 };
 pub use rulesets::{KeepError, RuleStore};
 pub use seal::{archivable, Checkpoint, Seal, SealedSegment, Statement, CHECKPOINT_FILE};

@@ -184,24 +184,44 @@ pub(crate) struct ChainFields<'r, 'a> {
     pub hash: &'r mut Text<'a>,
 }
 
+/// A record as the writer fills in and encodes it, borrowed: a decision's
+/// record, the largest, is encoded where the request built it, neither
+/// boxed nor moved into the future that waits for its write.
+pub enum RecordMut<'r, 'a> {
+    Decision(&'r mut DecisionRecord<'a>),
+    Completion(&'r mut CompletionRecord<'a>),
+    Recovery(&'r mut RecoveryRecord<'a>),
+}
+
+#[cfg(test)]
 impl<'a> Record<'a> {
+    pub(crate) fn as_mut(&mut self) -> RecordMut<'_, 'a> {
+        match self {
+            Record::Decision(r) => RecordMut::Decision(r),
+            Record::Completion(r) => RecordMut::Completion(r),
+            Record::Recovery(r) => RecordMut::Recovery(r),
+        }
+    }
+}
+
+impl<'a> RecordMut<'_, 'a> {
     pub(crate) fn chain_fields(&mut self) -> ChainFields<'_, 'a> {
         let (seq, ts, instance, prev, hash) = match self {
-            Record::Decision(r) => (
+            RecordMut::Decision(r) => (
                 &mut r.seq,
                 &mut r.ts,
                 &mut r.instance,
                 &mut r.prev,
                 &mut r.hash,
             ),
-            Record::Completion(r) => (
+            RecordMut::Completion(r) => (
                 &mut r.seq,
                 &mut r.ts,
                 &mut r.instance,
                 &mut r.prev,
                 &mut r.hash,
             ),
-            Record::Recovery(r) => (
+            RecordMut::Recovery(r) => (
                 &mut r.seq,
                 &mut r.ts,
                 &mut r.instance,

@@ -422,14 +422,14 @@ fn the_hand_written_encoder_writes_what_serde_json_writes() {
     let mut all = Vec::new();
     for rec in &assorted_records() {
         let mut json = Vec::new();
-        let seq_at = rec.encode(&mut json);
+        let seq_at = rec.clone().as_mut().encode(&mut json);
         let expected = serde_json::to_vec(rec).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&json),
             String::from_utf8_lossy(&expected)
         );
         assert_eq!(json, expected);
-        let seq = rec.clone().chain_fields().seq.to_string();
+        let seq = rec.clone().as_mut().chain_fields().seq.to_string();
         assert!(json[..seq_at].ends_with(b",\"seq\":"));
         assert!(json[seq_at..].starts_with(seq.as_bytes()));
         all.extend(json);
@@ -460,9 +460,10 @@ fn a_chained_line_is_the_serde_json_record_with_its_seq_prev_and_hash() {
     let prev = "9".repeat(64);
     for mut rec in assorted_records() {
         let mut line = Vec::new();
-        let hash =
-            chain::Unchained::new(rec.clone(), "edge-\"x\"").append_line(&mut line, 42, &prev);
-        let fields = rec.chain_fields();
+        let hash = chain::Unchained::new(rec.clone().as_mut(), "edge-\"x\"")
+            .append_line(&mut line, 42, &prev);
+        let mut view = rec.as_mut();
+        let fields = view.chain_fields();
         let ts = fields.ts.clone();
         *fields.seq = 42;
         if fields.ts.is_empty() {

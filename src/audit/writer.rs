@@ -72,6 +72,7 @@
 //! the log to be closed.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::future::Future;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -84,7 +85,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, LineError, Link, Unchained, GENESIS};
 use super::keys::Signer;
-use super::record::{timestamp, CompletionRecord, DecisionRecord, Record, RecoveryRecord};
+use super::record::{timestamp, CompletionRecord, DecisionRecord, RecordMut, RecoveryRecord};
 use super::seal::{self, Checkpoint, Seal, Statement, CHECKPOINT_FILE};
 
 /// `audit.fsync`.
@@ -357,41 +358,52 @@ impl AuditHandle {
     /// Resolves once the record has been handed to the kernel, and for
     /// `fsync = "always"` once it is on disk: a crash of the process after
     /// this never loses it.
-    pub async fn decision(&self, rec: DecisionRecord<'_>) -> Result<Written, AuditUnavailable> {
-        let rec = Record::Decision(Box::new(rec));
-        let answer = if self.direct {
-            match self.offer(rec, true) {
-                Offered::Written(written) => {
-                    return written.and_then(|w| w.ok_or(AuditUnavailable::Stopped))
+    ///
+    /// The record is encoded when this is called, not when the answer is
+    /// first polled: what the request's task keeps across the wait is the
+    /// line, not the 800-byte record it borrows from the request.
+    pub fn decision(
+        &self,
+        rec: DecisionRecord<'_>,
+    ) -> impl Future<Output = Result<Written, AuditUnavailable>> + Send + '_ {
+        let mut rec: DecisionRecord<'_> = rec;
+        let line = self.encode(RecordMut::Decision(&mut rec));
+        async move {
+            let answer = if self.direct {
+                match self.offer(line, true) {
+                    Offered::Written(written) => {
+                        return written.and_then(|w| w.ok_or(AuditUnavailable::Stopped))
+                    }
+                    Offered::Gathering(gathering) => {
+                        tokio::task::yield_now().await;
+                        return gathering
+                            .write()
+                            .and_then(|w| w.ok_or(AuditUnavailable::Stopped));
+                    }
+                    Offered::Queued(answer) => answer.expect("a decision is awaited"),
                 }
-                Offered::Gathering(gathering) => {
-                    tokio::task::yield_now().await;
-                    return gathering
-                        .write()
-                        .and_then(|w| w.ok_or(AuditUnavailable::Stopped));
-                }
-                Offered::Queued(answer) => answer.expect("a decision is awaited"),
-            }
-        } else {
-            let (ack, answer) = oneshot::channel();
-            self.enqueue(rec, Reply::Ack(ack)).await?;
-            answer
-        };
-        answer.await.unwrap_or_else(|_| {
-            self.stats.lost_total.fetch_add(1, Relaxed);
-            Err(AuditUnavailable::Stopped)
-        })
+            } else {
+                let (ack, answer) = oneshot::channel();
+                self.enqueue(line, Reply::Ack(ack)).await?;
+                answer
+            };
+            answer.await.unwrap_or_else(|_| {
+                self.stats.lost_total.fetch_add(1, Relaxed);
+                Err(AuditUnavailable::Stopped)
+            })
+        }
     }
 
     /// Writes the record, or queues it for the next batch, unawaited.
     pub async fn completion(&self, rec: CompletionRecord<'_>) {
         // A stopped writer has counted the loss; the request has ended and
         // has nobody to tell.
-        let rec = Record::Completion(rec);
+        let mut rec: CompletionRecord<'_> = rec;
+        let line = self.encode(RecordMut::Completion(&mut rec));
         if self.direct {
-            self.offer(rec, false);
+            self.offer(line, false);
         } else {
-            let _ = self.enqueue(rec, Reply::Unawaited).await;
+            let _ = self.enqueue(line, Reply::Unawaited).await;
         }
     }
 
@@ -400,12 +412,15 @@ impl AuditHandle {
     #[must_use]
     pub fn try_completion<'a>(&self, rec: CompletionRecord<'a>) -> Option<CompletionRecord<'a>> {
         if self.direct {
-            self.offer(Record::Completion(rec), false);
+            let mut rec: CompletionRecord<'_> = rec;
+            self.offer(self.encode(RecordMut::Completion(&mut rec)), false);
             return None;
         }
         match self.tx.try_reserve() {
             Ok(permit) => {
-                self.send(permit, Record::Completion(rec), Reply::Unawaited);
+                let mut rec: CompletionRecord<'_> = rec;
+                let line = self.encode(RecordMut::Completion(&mut rec));
+                self.send(permit, line, Reply::Unawaited);
                 None
             }
             Err(mpsc::error::TrySendError::Full(())) => Some(rec),
@@ -416,12 +431,17 @@ impl AuditHandle {
         }
     }
 
+    /// The record takes the instance's name by reference: callers move it
+    /// into a binding whose lifetime ends with this borrow of `self`.
+    fn encode<'a>(&'a self, rec: RecordMut<'_, 'a>) -> Unchained {
+        Unchained::new(rec, &self.instance)
+    }
+
     /// Chains the record and claims the next write, or queues it for the
     /// task that has claimed it (see the module docs). A completion is
     /// written at once when it claims the write; a decision's task writes
     /// once the other runnable tasks had their turn ([`Gathering`]).
-    fn offer(&self, rec: Record<'_>, awaited: bool) -> Offered<'_> {
-        let rec = Unchained::new(rec, &self.instance);
+    fn offer(&self, rec: Unchained, awaited: bool) -> Offered<'_> {
         let Some(mut inbox) = lock(&self.log.inbox) else {
             self.stats.lost_total.fetch_add(1, Relaxed);
             return Offered::Written(Err(AuditUnavailable::Stopped));
@@ -466,7 +486,7 @@ impl AuditHandle {
         written
     }
 
-    async fn enqueue(&self, rec: Record<'_>, reply: Reply) -> Result<(), AuditUnavailable> {
+    async fn enqueue(&self, rec: Unchained, reply: Reply) -> Result<(), AuditUnavailable> {
         // `reserve` waits for room without taking the record, so a caller
         // that gives up while waiting leaves nothing behind.
         let Ok(permit) = self.tx.reserve().await else {
@@ -477,8 +497,7 @@ impl AuditHandle {
         Ok(())
     }
 
-    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Record<'_>, reply: Reply) {
-        let rec = Unchained::new(rec, &self.instance);
+    fn send(&self, permit: mpsc::Permit<'_, Msg>, rec: Unchained, reply: Reply) {
         self.stats.queue_depth.fetch_add(1, Relaxed);
         permit.send(Msg::Record(rec, reply));
     }
@@ -696,12 +715,15 @@ impl Writer {
                 ));
             }
             let cut_bytes = file.metadata()?.len() - len;
-            let rec = Record::Recovery(RecoveryRecord {
+            let mut rec = RecoveryRecord {
                 cut_bytes,
                 reason: format!("{} from byte {len} of {}", why, newest.display()).into(),
                 ..RecoveryRecord::default()
-            });
-            writer.chain(&Unchained::new(rec, &cfg.instance));
+            };
+            writer.chain(&Unchained::new(
+                RecordMut::Recovery(&mut rec),
+                &cfg.instance,
+            ));
             // Written over the cut bytes before the file is shortened: if
             // this fails half-way, the next start finds a torn tail again
             // rather than a cut that no record mentions.
