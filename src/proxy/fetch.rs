@@ -118,7 +118,7 @@ impl Fetcher {
             match exchange(&mut conn, &head, head_only).await {
                 Ok(got) => break got,
                 Err(Exchange::Unanswered(_)) if reused => {
-                    conn = self.connect().await?;
+                    conn = Box::pin(self.connect()).await?;
                     reused = false;
                 }
                 Err(Exchange::Unanswered(e)) => return Err(e),
@@ -141,7 +141,7 @@ impl Fetcher {
         loop {
             let idle = self.pool().pop();
             let Some(Idle { conn, since }) = idle else {
-                return Ok((self.connect().await?, false));
+                return Ok((Box::pin(self.connect()).await?, false));
             };
             let idle_for = since.elapsed();
             if idle_for >= self.pool_idle {
