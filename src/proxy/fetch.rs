@@ -171,21 +171,19 @@ impl Fetcher {
     }
 
     fn give_back(&self, conn: TcpStream) {
+        let now = Instant::now();
         let mut idle = self.pool();
         // Checkouts take the newest, so under steady load the oldest would
         // sit there long after the upstream closed them: one is dropped
         // per return once it is past `pool_idle`.
         if idle
             .first()
-            .is_some_and(|c| c.since.elapsed() >= self.pool_idle)
+            .is_some_and(|c| now.saturating_duration_since(c.since) >= self.pool_idle)
         {
             idle.remove(0);
         }
         if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 }
