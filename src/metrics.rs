@@ -7,7 +7,8 @@ use prometheus::{
     TextEncoder,
 };
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
@@ -20,13 +21,60 @@ use crate::s3::Direction;
 
 const VERDICTS: [Verdict; 3] = [Verdict::Allow, Verdict::Deny, Verdict::MonitorDeny];
 
+thread_local! {
+    /// The children of the two per-pair vectors that requests on this
+    /// thread have counted on. Prometheus keeps a vector's children behind
+    /// an `RwLock` whose count every request on every core would bump;
+    /// here a request finds its child without touching anything shared.
+    /// Keyed by the label text, not by jurisdiction ids, which a reload
+    /// may renumber. Holds no more than the vectors themselves hold.
+    static PAIRS: RefCell<hashbrown::HashMap<PairKey, IntCounter>> = RefCell::default();
+}
+
+enum Pair {
+    Transfer(Verdict),
+    Bytes(Direction),
+}
+
+#[derive(Hash, PartialEq, Eq)]
+struct PairKey {
+    metrics: u64,
+    /// The vector and its third label: a verdict's index, or
+    /// `VERDICTS.len()` plus a direction's.
+    series: usize,
+    from: Box<str>,
+    to: Box<str>,
+}
+
+/// A [`PairKey`] to look up without allocating; it hashes the same (`str`
+/// hashes alike whether boxed or borrowed).
+#[derive(Hash)]
+struct PairRef<'a> {
+    metrics: u64,
+    series: usize,
+    from: &'a str,
+    to: &'a str,
+}
+
+impl hashbrown::Equivalent<PairKey> for PairRef<'_> {
+    fn equivalent(&self, key: &PairKey) -> bool {
+        self.metrics == key.metrics
+            && self.series == key.series
+            && self.from == &*key.from
+            && self.to == &*key.to
+    }
+}
+
 pub struct Metrics {
     pub registry: Registry,
     /// Pre-resolved children of `gatekeeper_requests_total`, indexed by
     /// (direction, verdict, reason), so the hot path takes no lock.
     requests: Vec<IntCounter>,
-    pub transfers: IntCounterVec,
-    pub transfer_bytes: IntCounterVec,
+    /// Tells this registry's children apart in [`PAIRS`], whatever other
+    /// `Metrics` the process holds (tests run many gates).
+    id: u64,
+    transfers: IntCounterVec,
+    transfer_bytes: IntCounterVec,
     pub request_duration: Histogram,
     pub decision_duration: Histogram,
     pub upstream_errors: IntCounterVec,
@@ -166,9 +214,11 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric names");
         }
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Metrics {
             registry,
             requests,
+            id: IDS.fetch_add(1, Relaxed),
             transfers,
             transfer_bytes,
             request_duration,
@@ -186,6 +236,51 @@ impl Metrics {
         let i = (direction_index(d) * VERDICTS.len() + verdict_index(v)) * Reason::ALL.len()
             + reason_index(r);
         self.requests[i].inc();
+    }
+
+    /// Counts a request between two jurisdictions.
+    pub fn transfer(&self, from: &str, to: &str, v: Verdict) {
+        self.pair(Pair::Transfer(v), from, to, IntCounter::inc);
+    }
+
+    /// The series that counts the object bytes a request moves from one
+    /// jurisdiction to another.
+    pub fn transfer_bytes(&self, from: &str, to: &str, d: Direction) -> IntCounter {
+        self.pair(Pair::Bytes(d), from, to, IntCounter::clone)
+    }
+
+    /// Finds the (from, to, word) child in this thread's [`PAIRS`], asking
+    /// prometheus only the first time, and hands it to `f`.
+    fn pair<T>(&self, pair: Pair, from: &str, to: &str, f: impl FnOnce(&IntCounter) -> T) -> T {
+        let (series, vec, word) = match pair {
+            Pair::Transfer(v) => (verdict_index(v), &self.transfers, v.as_str()),
+            Pair::Bytes(d) => (
+                VERDICTS.len() + direction_index(d),
+                &self.transfer_bytes,
+                d.as_str(),
+            ),
+        };
+        let key = PairRef {
+            metrics: self.id,
+            series,
+            from,
+            to,
+        };
+        PAIRS.with_borrow_mut(|pairs| {
+            if let Some(child) = pairs.get(&key) {
+                return f(child);
+            }
+            let child = vec.with_label_values(&[from, to, word]);
+            let out = f(&child);
+            let key = PairKey {
+                metrics: self.id,
+                series,
+                from: from.into(),
+                to: to.into(),
+            };
+            pairs.insert(key, child);
+            out
+        })
     }
 
     /// Names the rule set in force: the old version's series is removed so
@@ -448,6 +543,60 @@ mod tests {
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn pair_series_are_told_apart_by_registry_labels_and_thread() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.transfer("EU", "US", Verdict::Allow);
+        a.transfer("EU", "US", Verdict::Allow);
+        a.transfer("EU", "US", Verdict::Deny);
+        a.transfer("US", "EU", Verdict::Allow);
+        b.transfer("EU", "US", Verdict::Allow);
+        a.transfer_bytes("EU", "US", Direction::Egress).inc_by(5);
+        a.transfer_bytes("EU", "US", Direction::Ingress).inc_by(7);
+        // Another thread finds the same children through its own cache.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                a.transfer("EU", "US", Verdict::Allow);
+                a.transfer_bytes("EU", "US", Direction::Egress).inc_by(1);
+            });
+        });
+        let text = a.encode();
+        for (series, want) in [
+            (
+                r#"gatekeeper_transfers_total{decision="allow",from="EU",to="US"}"#,
+                3,
+            ),
+            (
+                r#"gatekeeper_transfers_total{decision="deny",from="EU",to="US"}"#,
+                1,
+            ),
+            (
+                r#"gatekeeper_transfers_total{decision="allow",from="US",to="EU"}"#,
+                1,
+            ),
+            (
+                r#"gatekeeper_transfer_bytes_total{direction="egress",from="EU",to="US"}"#,
+                6,
+            ),
+            (
+                r#"gatekeeper_transfer_bytes_total{direction="ingress",from="EU",to="US"}"#,
+                7,
+            ),
+        ] {
+            assert_eq!(value(&text, series), f64::from(want), "{series}");
+        }
+        let other = b.encode();
+        assert_eq!(
+            value(
+                &other,
+                r#"gatekeeper_transfers_total{decision="allow",from="EU",to="US"}"#
+            ),
+            1.0
+        );
+        assert!(!other.contains("gatekeeper_transfer_bytes_total{"));
     }
 
     #[tokio::test]

@@ -550,11 +550,11 @@ impl Gate {
     ) -> Option<(IntCounter, Direction)> {
         let from = d.from?.jurisdiction?;
         let to = d.to?.jurisdiction?;
-        let series = self.metrics.transfer_bytes.with_label_values(&[
+        let series = self.metrics.transfer_bytes(
             snap.rules.jurisdiction_name(from),
             snap.rules.jurisdiction_name(to),
-            direction.as_str(),
-        ]);
+            direction,
+        );
         Some((series, direction))
     }
 
@@ -571,14 +571,11 @@ impl Gate {
             d.from.and_then(|l| l.jurisdiction),
             d.to.and_then(|l| l.jurisdiction),
         ) {
-            self.metrics
-                .transfers
-                .with_label_values(&[
-                    snap.rules.jurisdiction_name(from),
-                    snap.rules.jurisdiction_name(to),
-                    verdict.as_str(),
-                ])
-                .inc();
+            self.metrics.transfer(
+                snap.rules.jurisdiction_name(from),
+                snap.rules.jurisdiction_name(to),
+                verdict,
+            );
         }
     }
 }
