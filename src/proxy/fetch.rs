@@ -20,6 +20,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,8 +41,9 @@ const MAX_HEAD: usize = 64 << 10;
 const MAX_HEADERS: usize = 100;
 /// Interim (1xx) responses skipped before the final one.
 const MAX_INTERIM: usize = 8;
-/// Idle connections kept: nginx's `keepalive` for an upstream is of this
-/// order, and more only hold sockets open on both sides.
+/// Idle connections kept per shard (per thread, in effect): nginx's
+/// `keepalive` for an upstream is of this order, and counts per worker
+/// too; more only hold sockets open on both sides.
 const MAX_IDLE: usize = 256;
 /// A pooled connection idle for longer is checked with one non-blocking
 /// read before it is used: the upstream may have closed it meanwhile.
@@ -74,7 +76,11 @@ pub struct Fetcher {
     port: u16,
     connect_timeout: Duration,
     pool_idle: Duration,
-    idle: Mutex<Vec<Idle>>,
+    /// One pool per shard of threads, as nginx keeps one per worker: a
+    /// thread takes and gives back on its own shard, so that requests on
+    /// different cores share no lock (tokio may move a task between
+    /// threads, and then a connection changes shard; that is all).
+    shards: Box<[Mutex<Vec<Idle>>]>,
 }
 
 struct Idle {
@@ -84,6 +90,7 @@ struct Idle {
 
 impl Fetcher {
     pub fn new(host: &str, port: u16, connect_timeout: Duration, pool_idle: Duration) -> Fetcher {
+        let shards = std::thread::available_parallelism().map_or(1, usize::from);
         Fetcher {
             host: host
                 .trim_start_matches('[')
@@ -92,7 +99,7 @@ impl Fetcher {
             port,
             connect_timeout,
             pool_idle,
-            idle: Mutex::default(),
+            shards: (0..shards).map(|_| Mutex::default()).collect(),
         }
     }
 
@@ -166,8 +173,20 @@ impl Fetcher {
         Ok(conn)
     }
 
+    /// The calling thread's shard.
     fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+        thread_local! {
+            /// This thread's shard, handed out in turn as threads first
+            /// use a pool.
+            static SHARD: usize = {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                NEXT.fetch_add(1, Relaxed)
+            };
+        }
+        let shard = SHARD.with(|s| *s) % self.shards.len();
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn give_back(&self, conn: TcpStream) {
