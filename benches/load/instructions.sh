@@ -7,7 +7,10 @@
 #   OUT=/tmp/gk-load.XXXX bash benches/load/instructions.sh BIN...   # OUT from a load.sh run with KEEP=1
 # For each binary: starts it under valgrind with instrumentation off,
 # warms it, counts user-space instructions (all threads) over SECS seconds
-# of wrk -c16, and prints instructions per request.
+# of wrk -c$CONNS (16), and prints instructions per request. How many
+# records share an audit write depends on timing, so at 16 connections on
+# a busy machine the count moves by up to 15 % between runs of one build;
+# CONNS=1 repeats to 0.1 % (each request then writes alone).
 # Caveats: valgrind hides SHA-NI, so sha2 takes its portable path, about
 # 70k of the count per request where the real build spends a few thousand
 # cycles; the count says nothing of cache misses or of kernel time.
@@ -16,6 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT=${OUT:?set OUT to a load.sh work dir (run it with KEEP=1)}
 PORT_BASE=${PORT_BASE:-18080}
 SECS=${SECS:-8}
+CONNS=${CONNS:-16}
 (($#)) || set -- "$ROOT/target/release/gatekeeper"
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 URL="http://127.0.0.1:$((PORT_BASE + 3))/bench/small.bin"
@@ -34,9 +38,9 @@ for bin in "$@"; do
         curl -fsS -o /dev/null "$URL" 2>/dev/null && break
         sleep 0.5
     done
-    taskset -c 0 wrk -t1 -c16 -d3s "$URL" >/dev/null
+    taskset -c 0 wrk -t1 -c"$CONNS" -d3s "$URL" >/dev/null
     callgrind_control -i on "$GATE" >/dev/null 2>&1
-    requests=$(taskset -c 0 wrk -t1 -c16 -d"${SECS}s" "$URL" | awk '/requests in/ { print $1 }')
+    requests=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECS}s" "$URL" | awk '/requests in/ { print $1 }')
     callgrind_control -i off "$GATE" >/dev/null 2>&1
     callgrind_control -d "$GATE" >/dev/null 2>&1
     kill "$GATE"
