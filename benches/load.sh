@@ -232,14 +232,16 @@ record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; }
 
 # ---------------------------------------------------------------- phases ---
 closed_loop() { # cfg round
-    local cfg=$1 r=$2 url pid t0 t1 b0 b1 out line
+    local cfg=$1 r=$2 url pid t0 t1 b0 b1 c0 c1 l0 l1 m0 m1 out line
     url="http://127.0.0.1:$(port_of "$cfg")/bench/small.bin"
     pid=$(work_pid "$cfg")
     t0=$(proc_ticks "$pid")
     read -r b0 b1 < <(core_busy "$PROXY_CPU")
+    read -r l0 l1 < <(core_busy "$LOADGEN_CPU")
     out=$(on_lg wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$HERE/report.lua" "$url")
     t1=$(proc_ticks "$pid")
     read -r c0 c1 < <(core_busy "$PROXY_CPU")
+    read -r m0 m1 < <(core_busy "$LOADGEN_CPU")
     line=$(grep '^RESULT' <<<"$out") || die "wrk printed no result: $out"
     local rps p50 p99 req err non2xx
     rps=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")
@@ -258,6 +260,9 @@ closed_loop() { # cfg round
     record cpu_us_per_req "$cfg" "$r" "$(awk -v d=$((t1 - t0)) -v n="$req" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')"
     record server_cpu_pct "$cfg" "$r" "$(awk -v d=$((t1 - t0)) -v s="$DURATION" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", 100 * d / hz / s }')"
     record proxy_core_busy_pct "$cfg" "$r" "$(awk -v b=$((c0 - b0)) -v t=$((c1 - b1)) 'BEGIN { printf "%.1f", t ? 100 * b / t : 0 }')"
+    # The other core holds wrk and the backend: when both are near 100 %,
+    # either may be what sets the rate.
+    record loadgen_core_busy_pct "$cfg" "$r" "$(awk -v b=$((m0 - l0)) -v t=$((m1 - l1)) 'BEGIN { printf "%.1f", t ? 100 * b / t : 0 }')"
     log "closed $cfg r$r: $rps req/s p50 ${p50}us p99 ${p99}us"
 }
 

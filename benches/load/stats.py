@@ -16,6 +16,7 @@ METRICS = [
     ("cpu_us_per_req", "server CPU time per 4 KiB GET", "µs", False),
     ("server_cpu_pct", "server process CPU use during closed loop", "% of a core", False),
     ("proxy_core_busy_pct", "proxy core busy, all processes (closed loop)", "%", False),
+    ("loadgen_core_busy_pct", "load generator + backend core busy (closed loop)", "%", False),
     ("errors", "socket errors + non-2xx in closed loop", "", False),
     ("oha_sat_rps", "saturation rate seen by oha (open-loop base)", "req/s", True),
     ("ol25_rps", "open loop @25%: achieved rate", "req/s", True),
