@@ -27,7 +27,8 @@ thread_local! {
     /// an `RwLock` whose count every request on every core would bump;
     /// here a request finds its child without touching anything shared.
     /// Keyed by the label text, not by jurisdiction ids, which a reload
-    /// may renumber. Holds no more than the vectors themselves hold.
+    /// may renumber. One entry per child a thread has used; the entries
+    /// of a dropped registry stay, which only tests do.
     static PAIRS: RefCell<hashbrown::HashMap<PairKey, IntCounter>> = RefCell::default();
 }
 
