@@ -10,8 +10,12 @@
 //! table of the buckets' hot lines themselves. foldhash is seeded at random
 //! per map, and only the rule set inserts keys, so a client choosing names
 //! can make no probe sequence longer than the rule author's keys do.
+//!
+//! The lookups a decision makes are `#[inline]`: the crate's codegen units
+//! made them calls from `policy::decide`, and their results (a
+//! `ClassifyView` is 40 bytes) went through memory and back.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::fmt;
@@ -339,6 +343,7 @@ impl<'a> ClassifyView<'a> {
 
     /// Rule `i`'s prefix as bytes: the search compares bytes, which order
     /// as the strings do, and only the rule it finds is made a `&str`.
+    #[inline]
     fn prefix_bytes(self, i: usize) -> &'a [u8] {
         match self.0 {
             Form::Run {
@@ -366,13 +371,14 @@ impl<'a> ClassifyView<'a> {
     }
 
     /// The rule with the longest prefix of `key`.
+    #[inline]
     pub fn longest(self, key: &str) -> Option<(&'a str, CategoryId)> {
         let key = key.as_bytes();
         // Binary search for the number of prefixes not above `key`.
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.prefix_bytes(mid) <= key {
+            if not_above(self.prefix_bytes(mid), key) {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -380,7 +386,7 @@ impl<'a> ClassifyView<'a> {
         }
         let mut at = lo.checked_sub(1)?;
         loop {
-            if key.starts_with(self.prefix_bytes(at)) {
+            if is_prefix(self.prefix_bytes(at), key) {
                 return Some((self.prefix(at), self.category(at)));
             }
             at = self.parent(at)?;
@@ -395,6 +401,23 @@ impl<'a> ClassifyView<'a> {
             .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p))
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
     }
+}
+
+// The two comparisons `ClassifyView::longest` makes, byte by byte: its
+// prefixes are a few bytes long, and for those a loop costs less than the
+// `memcmp` call that `<=` and `starts_with` on slices make.
+
+/// `a <= b`.
+fn not_above(a: &[u8], b: &[u8]) -> bool {
+    match a.iter().zip(b).find(|(x, y)| x != y) {
+        Some((x, y)) => x < y,
+        None => a.len() <= b.len(),
+    }
+}
+
+/// `b.starts_with(a)`.
+fn is_prefix(a: &[u8], b: &[u8]) -> bool {
+    a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// A bucket name held inline: S3 names are at most 63 bytes, so the name
@@ -595,8 +618,9 @@ impl Basis {
 pub struct RouteBasis {
     pub id: BasisId,
     pub kind: BasisKind,
-    /// (from, to): what a scan of the tenant's block looks for.
-    route: (Jurisdiction, Jurisdiction),
+    /// (from, to) as `route_key` makes it: what a scan of the tenant's
+    /// block looks for, one compare per entry.
+    route: u32,
     /// The days it applies on, [first, end), counted from `Day::EPOCH`,
     /// both clamped to the `u16` range: a day inside that range (as
     /// `Day::of` gives it) compares with them as with the dates.
@@ -621,6 +645,7 @@ impl Day {
     /// 1970-01-01: the `u16` counts days to 2149.
     const EPOCH: i32 = 2_440_588;
 
+    #[inline]
     pub fn of(date: Date) -> Day {
         Day {
             date,
@@ -676,7 +701,7 @@ impl RouteBasis {
         RouteBasis {
             id,
             kind: b.kind,
-            route: (b.from, to),
+            route: route_key(b.from, to),
             valid: (
                 Day::clamped(b.valid_from.to_julian_day()),
                 Day::clamped(end),
@@ -717,6 +742,10 @@ impl RouteBasis {
             mask => has_bit(mask, c),
         }
     }
+}
+
+fn route_key(from: Jurisdiction, to: Jurisdiction) -> u32 {
+    u32::from(from.0) << 16 | u32::from(to.0)
 }
 
 fn has_bit(mask: u16, c: CategoryId) -> bool {
@@ -787,6 +816,7 @@ impl TenantHot {
     /// before the one before it is read, so the CPU reads the block's few
     /// cache lines at once, where a hash map's probe leads to a slot and
     /// the slot to the run, one miss after the other.
+    #[inline]
     pub fn bases_for<'r>(
         &self,
         rules: &'r RuleSet,
@@ -795,15 +825,17 @@ impl TenantHot {
     ) -> &'r [RouteBasis] {
         let (start, len) = self.routes;
         let block = &rules.route_bases[start as usize..][..len as usize];
-        let Some(first) = block.iter().position(|b| b.route == (from, to)) else {
+        let route = route_key(from, to);
+        let Some(first) = block.iter().position(|b| b.route == route) else {
             return &[];
         };
         let run = &block[first..];
-        let len = run.iter().take_while(|b| b.route == (from, to)).count();
+        let len = run.iter().take_while(|b| b.route == route).count();
         &run[..len]
     }
 
     /// Whether `region` is one of the tenant's `home_regions`.
+    #[inline]
     pub fn is_home(&self, rules: &RuleSet, region: RegionId) -> bool {
         self.homes
             .contains(region.0)
@@ -821,10 +853,9 @@ impl TenantHot {
 #[repr(C, align(64))]
 pub struct BucketHot {
     fields: HotFields,
-    name_len: u8,
-    /// The name's first bytes: most names end within them, and a longer
-    /// one is compared on with the `Bucket`'s copy.
-    name_head: [u8; NAME_HEAD],
+    /// The name's length, then its first bytes: most names end within
+    /// them, and a longer one is compared on with the `Bucket`'s copy.
+    name: NameKey,
 }
 
 /// The options are 16-bit ids with `NONE` for `None` (compile allows at
@@ -849,7 +880,60 @@ const NONE: u16 = u16::MAX;
 const TOO_MANY: u16 = u16::MAX;
 const IN_LINE: u16 = u16::MAX - 1;
 
-const NAME_HEAD: usize = 64 - 1 - std::mem::size_of::<HotFields>();
+const NAME_HEAD: usize = 15;
+
+/// A name's length byte and its first `NAME_HEAD` bytes, zero-padded, as
+/// one little-endian number: two names of at most `NAME_HEAD` bytes are
+/// equal exactly when their keys are, so a probe compares each line it
+/// passes in one 16-byte compare, not a `memcmp` call of the name's
+/// length.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct NameKey(u128);
+
+impl NameKey {
+    /// `name` is at most `BucketName::MAX_LEN` bytes. The head is read in
+    /// two loads that may overlap, as foldhash reads a short string: bytes
+    /// stored one by one and read back as a whole would wait for the
+    /// stores (a store-forwarding stall of a dozen cycles).
+    fn of(name: &[u8]) -> NameKey {
+        let head = &name[..name.len().min(NAME_HEAD)];
+        let word = |a: u64, b: u64, size: usize| {
+            u128::from(a) | u128::from(b) << (8 * (head.len() - size))
+        };
+        let bytes = match (head.first_chunk(), head.last_chunk()) {
+            (Some(a), Some(b)) => word(u64::from_le_bytes(*a), u64::from_le_bytes(*b), 8),
+            _ => match (head.first_chunk(), head.last_chunk()) {
+                (Some(a), Some(b)) => word(
+                    u32::from_le_bytes(*a).into(),
+                    u32::from_le_bytes(*b).into(),
+                    4,
+                ),
+                _ => (head.iter().rev()).fold(0, |k, &b| k << 8 | u128::from(b)),
+            },
+        };
+        NameKey(name.len() as u128 | bytes << 8)
+    }
+
+    fn len(&self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+}
+
+/// A name being looked up, its key made once for all the lines a probe
+/// passes.
+struct NameProbe<'a> {
+    key: NameKey,
+    name: &'a [u8],
+}
+
+impl NameProbe<'_> {
+    fn new(name: &str) -> NameProbe<'_> {
+        NameProbe {
+            key: NameKey::of(name.as_bytes()),
+            name: name.as_bytes(),
+        }
+    }
+}
 
 impl BucketHot {
     /// `(classify_start, classify_len)` as `HotFields` has them.
@@ -859,9 +943,6 @@ impl BucketHot {
         tenant: TenantHot,
         (classify_start, classify_len): (u32, u16),
     ) -> BucketHot {
-        let mut name_head = [0; NAME_HEAD];
-        let head = &b.name.as_bytes()[..b.name.len().min(NAME_HEAD)];
-        name_head[..head.len()].copy_from_slice(head);
         BucketHot {
             fields: HotFields {
                 tenant,
@@ -872,8 +953,7 @@ impl BucketHot {
                 category: b.category.map_or(NONE, |c| c.0),
                 max_category: b.max_category,
             },
-            name_len: b.name.len() as u8,
-            name_head,
+            name: NameKey::of(b.name.as_bytes()),
         }
     }
 
@@ -894,22 +974,20 @@ impl BucketHot {
             category: NONE,
             max_category: CategoryId(0),
         },
-        name_len: 0,
-        name_head: [0; NAME_HEAD],
+        name: NameKey(0),
     };
 
     fn is_empty(&self) -> bool {
-        self.name_len == 0
+        self.name.len() == 0
     }
 
     /// Whether the bucket is named `name`; `cold` is its `Bucket`, read
     /// only for a name longer than the head held here.
-    fn is_named<'r>(&self, name: &str, cold: impl FnOnce() -> &'r Bucket) -> bool {
-        let name = name.as_bytes();
-        let head = name.len().min(NAME_HEAD);
-        name.len() == self.name_len as usize
-            && name[..head] == self.name_head[..head]
-            && (name.len() <= NAME_HEAD || name[NAME_HEAD..] == cold().name.as_bytes()[NAME_HEAD..])
+    #[inline]
+    fn is_named<'r>(&self, name: &NameProbe<'_>, cold: impl FnOnce() -> &'r Bucket) -> bool {
+        self.name == name.key
+            && (name.name.len() <= NAME_HEAD
+                || name.name[NAME_HEAD..] == cold().name.as_bytes()[NAME_HEAD..])
     }
 
     pub fn id(&self) -> BucketId {
@@ -931,6 +1009,7 @@ impl BucketHot {
         self.fields.max_category
     }
     /// The bucket's classify rules, `None` when it has none.
+    #[inline(always)]
     pub fn classify<'r>(&self, rules: &'r RuleSet) -> Option<ClassifyView<'r>> {
         let start = self.fields.classify_start as usize;
         match self.fields.classify_len {
@@ -963,7 +1042,7 @@ impl BucketHot {
 /// random per rule set, so a client choosing names cannot aim at a run.
 #[derive(Debug)]
 struct BucketLines {
-    /// Empty lines (`name_len` 0) end a probe: no bucket name is empty.
+    /// Empty lines (name length 0) end a probe: no bucket name is empty.
     lines: Vec<BucketHot>,
     homes: u64,
     hasher: DefaultHashBuilder,
@@ -988,8 +1067,14 @@ impl BucketLines {
 
     /// The name's home line: the hash scaled to the homes, which need not
     /// be a power of two.
+    #[inline]
     fn home(&self, name: &str) -> usize {
-        ((u128::from(self.hasher.hash_one(name)) * u128::from(self.homes)) >> 64) as usize
+        // The bytes alone: `str`'s `Hash` adds a terminator byte, one more
+        // round of the hasher, which a table keyed by names only does not
+        // need.
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(name.as_bytes());
+        ((u128::from(hasher.finish()) * u128::from(self.homes)) >> 64) as usize
     }
 
     /// `name` is distinct from every name inserted before (compile reports
@@ -1004,6 +1089,7 @@ impl BucketLines {
 
     /// `cold` is a bucket's `Bucket`, read only to compare a name longer
     /// than a line holds.
+    #[inline]
     fn find<'r>(
         &'r self,
         name: &str,
@@ -1012,10 +1098,11 @@ impl BucketLines {
         if name.is_empty() || name.len() > BucketName::MAX_LEN {
             return None;
         }
+        let probe = NameProbe::new(name);
         self.lines[self.home(name)..]
             .iter()
             .take_while(|line| !line.is_empty())
-            .find(|line| line.is_named(name, || cold(line.id())))
+            .find(|line| line.is_named(&probe, || cold(line.id())))
     }
 }
 
@@ -1045,8 +1132,9 @@ pub struct RuleSet {
     /// Sorted by network address; ranges do not overlap (compile checks).
     networks_v4: Vec<(ipnet::Ipv4Net, RegionId)>,
     networks_v6: Vec<(ipnet::Ipv6Net, RegionId)>,
-    /// (from, to) of a `*` basis → a run of `route_bases`.
-    star_routes: HashMap<(Jurisdiction, Jurisdiction), (u32, u32)>,
+    /// (from, to) of a `*` basis → a run of `route_bases`, sorted by
+    /// route: a few, found by a binary search with no hashing.
+    star_routes: Vec<StarRoute>,
     /// Runs of bases by route, each in order of preference (kind, latest
     /// `valid_until`, id), expired ones included so explain can say why
     /// each was passed over: each tenant's runs in one block (see
@@ -1213,6 +1301,7 @@ impl RuleSet {
     pub fn bucket_by_name(&self, name: &str) -> Option<BucketId> {
         self.bucket_hot_by_name(name).map(BucketHot::id)
     }
+    #[inline]
     pub fn bucket_hot_by_name(&self, name: &str) -> Option<&BucketHot> {
         self.buckets_by_name
             .find(name, |id| &self.tables.buckets[id.0 as usize])
@@ -1252,10 +1341,14 @@ impl RuleSet {
 
     /// The `*` bases for (from, to) in order of preference; a tenant's own
     /// are read through its buckets' [`TenantHot`].
+    #[inline]
     pub fn star_bases(&self, from: Jurisdiction, to: Jurisdiction) -> &[RouteBasis] {
-        match self.star_routes.get(&(from, to)) {
-            Some(&(start, len)) => &self.route_bases[start as usize..][..len as usize],
-            None => &[],
+        match (self.star_routes).binary_search_by_key(&(from, to), |r| r.route) {
+            Ok(i) => {
+                let (start, len) = self.star_routes[i].run;
+                &self.route_bases[start as usize..][..len as usize]
+            }
+            Err(_) => &[],
         }
     }
 }
@@ -1266,7 +1359,14 @@ struct Routes {
     bases: Vec<RouteBasis>,
     /// By `TenantId`: (start, len).
     tenants: Vec<(u32, u32)>,
-    star: HashMap<(Jurisdiction, Jurisdiction), (u32, u32)>,
+    star: Vec<StarRoute>,
+}
+
+#[derive(Debug)]
+struct StarRoute {
+    route: (Jurisdiction, Jurisdiction),
+    /// (start, len) in `RuleSet::route_bases`.
+    run: (u32, u32),
 }
 
 fn route_bases(tables: &Tables) -> Routes {
@@ -1297,11 +1397,19 @@ fn route_bases(tables: &Tables) -> Routes {
         .map(|&(_, _, to, id)| RouteBasis::new(id, basis(id), to))
         .collect();
     let mut tenants = vec![(0, 0); tables.tenants.len()];
-    let mut star = HashMap::new();
+    let mut star: Vec<StarRoute> = Vec::new();
     for (at, e) in entries.iter().enumerate() {
         let run = match e.0 {
             Some(t) => &mut tenants[t.0 as usize],
-            None => star.entry((e.1, e.2)).or_insert((at as u32, 0)),
+            // The `*` entries come last, sorted by route.
+            None => {
+                let route = (e.1, e.2);
+                if star.last().is_none_or(|r| r.route != route) {
+                    star.push(StarRoute { route, run: (0, 0) });
+                }
+                let last = star.len() - 1;
+                &mut star[last].run
+            }
         };
         if run.1 == 0 {
             run.0 = at as u32;
@@ -1336,8 +1444,8 @@ mod tests {
 
     use super::{
         Basis, BasisKind, Bucket, BucketHot, BucketId, BucketLines, BucketName, CategoryId,
-        ClassifyIndex, Day, Jurisdiction, RouteBasis, RuleSet, Tables, Tenant, TenantHot, TenantId,
-        Validity, IN_LINE, TOO_MANY,
+        ClassifyIndex, Day, Jurisdiction, NameKey, NameProbe, RouteBasis, RuleSet, Tables, Tenant,
+        TenantHot, TenantId, Validity, IN_LINE, NAME_HEAD, TOO_MANY,
     };
 
     fn tenant(id: &str) -> Tenant {
@@ -1394,6 +1502,24 @@ mod tests {
         assert_eq!(std::mem::align_of::<BucketHot>(), 64);
     }
 
+    /// The key read in overlapping words is the length byte and the
+    /// zero-padded head, for every length a name can have.
+    #[test]
+    fn a_name_key_is_its_length_and_head() {
+        let name: Vec<u8> = (1..=BucketName::MAX_LEN as u8).collect();
+        for len in 0..=BucketName::MAX_LEN {
+            let mut expected = [0u8; 16];
+            expected[0] = len as u8;
+            let head = len.min(NAME_HEAD);
+            expected[1..=head].copy_from_slice(&name[..head]);
+            assert_eq!(
+                NameKey::of(&name[..len]),
+                NameKey(u128::from_le_bytes(expected)),
+                "{len}"
+            );
+        }
+    }
+
     /// Names of every length an S3 bucket can have, many alike but for
     /// their last byte (past the inline head for the long ones), against a
     /// plain `HashMap`: every name finds its own bucket, and no near miss
@@ -1440,8 +1566,8 @@ mod tests {
             let mut other = name.to_string();
             other.pop();
             other.push('!');
-            assert!(hot.is_named(name, cold), "{name}");
-            assert!(!hot.is_named(&other, cold), "{name}");
+            assert!(hot.is_named(&NameProbe::new(name), cold), "{name}");
+            assert!(!hot.is_named(&NameProbe::new(&other), cold), "{name}");
         }
     }
 
