@@ -366,10 +366,6 @@ impl<'a> ClassifyView<'a> {
         std::str::from_utf8(self.prefix_bytes(i)).unwrap_or_default()
     }
 
-    fn rules(self) -> impl Iterator<Item = (&'a str, CategoryId)> {
-        (0..self.len()).map(move |i| (self.prefix(i), self.category(i)))
-    }
-
     /// The rule with the longest prefix of `key`.
     #[inline]
     pub fn longest(self, key: &str) -> Option<(&'a str, CategoryId)> {
@@ -397,13 +393,22 @@ impl<'a> ClassifyView<'a> {
     /// listing may return keys under any such rule. Lists are rarer than
     /// object reads, and this walks only one bucket's rules.
     pub fn strictest_overlapping(self, prefix: &str) -> Option<(&'a str, CategoryId)> {
-        self.rules()
-            .filter(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p))
-            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+        // On bytes, as `longest`: only the rule chosen is made a `&str`.
+        let prefix = prefix.as_bytes();
+        (0..self.len())
+            .filter(|&i| {
+                let p = self.prefix_bytes(i);
+                is_prefix(prefix, p) || is_prefix(p, prefix)
+            })
+            .max_by(|&a, &b| {
+                (self.category(a).cmp(&self.category(b)))
+                    .then_with(|| self.prefix_bytes(b).cmp(self.prefix_bytes(a)))
+            })
+            .map(|i| (self.prefix(i), self.category(i)))
     }
 }
 
-// The two comparisons `ClassifyView::longest` makes, byte by byte: its
+// The comparisons `ClassifyView`'s searches make, byte by byte: a bucket's
 // prefixes are a few bytes long, and for those a loop costs less than the
 // `memcmp` call that `<=` and `starts_with` on slices make.
 
@@ -1819,7 +1824,9 @@ mod tests {
 
     /// The binary search and parent walk against the definition: the
     /// longest rule that is a prefix of the key, over nested and sibling
-    /// prefixes from a small alphabet, so that most keys meet several.
+    /// prefixes from a small alphabet, so that most keys meet several; and
+    /// the listing's search: the strictest rule overlapping the prefix, of
+    /// those the least prefix (categories repeat, so that ties occur).
     #[test]
     fn longest_prefix_agrees_with_trying_every_rule() {
         let mut rng = StdRng::seed_from_u64(11);
@@ -1833,7 +1840,7 @@ mod tests {
             for c in 0..rng.gen_range(0..12) {
                 let p = word(&mut rng, 5);
                 if !rules.iter().any(|(q, _)| *q == p) {
-                    rules.push((p, CategoryId(c)));
+                    rules.push((p, CategoryId(c % 4)));
                 }
             }
             let index = ClassifyIndex::new(rules.iter().map(|(p, c)| (p.as_str().into(), *c)));
@@ -1846,6 +1853,16 @@ mod tests {
                     .max_by_key(|(p, _)| p.len())
                     .map(|(p, c)| (p.as_str(), *c));
                 assert_eq!(index.longest(&key), expected, "{key:?} in {rules:?}");
+                let expected = rules
+                    .iter()
+                    .filter(|(p, _)| key.starts_with(p.as_str()) || p.starts_with(&key))
+                    .max_by_key(|(p, c)| (*c, std::cmp::Reverse(p)))
+                    .map(|(p, c)| (p.as_str(), *c));
+                assert_eq!(
+                    index.strictest_overlapping(&key),
+                    expected,
+                    "{key:?} in {rules:?}"
+                );
             }
         }
     }
