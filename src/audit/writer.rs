@@ -437,7 +437,7 @@ impl AuditHandle {
         Unchained::new(rec, &self.instance)
     }
 
-    /// Chains the record and claims the next write, or queues it for the
+    /// Claims the next write for the encoded record, or queues it for the
     /// task that has claimed it (see the module docs). A completion is
     /// written at once when it claims the write; a decision's task writes
     /// once the other runnable tasks had their turn ([`Gathering`]).
