@@ -329,7 +329,7 @@ impl Default for Metrics {
 /// writer and archiver keep those, as they must not depend on Prometheus.
 type Series<T> = (&'static str, &'static str, MetricType, fn(&T) -> f64);
 
-const AUDIT_SERIES: [Series<AuditHandle>; 11] = [
+const AUDIT_SERIES: [Series<AuditHandle>; 12] = [
     (
         "gatekeeper_audit_records_total",
         "Audit records written.",
@@ -377,6 +377,12 @@ const AUDIT_SERIES: [Series<AuditHandle>; 11] = [
         "Audit seals and checkpoints that could not be written (tried again).",
         MetricType::COUNTER,
         |a| a.stats().seal_errors_total.load(Relaxed) as f64,
+    ),
+    (
+        "gatekeeper_audit_segments_awaiting_seal",
+        "Closed audit segments whose seal is not yet written (0 or 1; one that stays 1 is a seal that cannot be written).",
+        MetricType::GAUGE,
+        |a| a.stats().awaiting_seal.load(Relaxed) as f64,
     ),
     (
         "gatekeeper_audit_queue_depth",
@@ -626,8 +632,9 @@ mod tests {
             };
             audit.decision(rec).await.unwrap();
         }
-        // Each record fills its one-byte segment, which is sealed before
-        // the next is written; the last is sealed on the writer's timer.
+        // Each record fills its one-byte segment, which the writer thread
+        // closes and seals before it writes the next (`fsync = "always"`);
+        // the last is sealed on its timer.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while audit.stats().seals_total.load(Relaxed) < 3 {
             assert!(std::time::Instant::now() < deadline, "seals");
@@ -659,6 +666,7 @@ mod tests {
             ("gatekeeper_audit_seal_errors_total", 0),
             ("gatekeeper_audit_lost_records_total", 0),
             ("gatekeeper_audit_queue_depth", 0),
+            ("gatekeeper_audit_segments_awaiting_seal", 0),
             ("gatekeeper_audit_synced_seq", 3),
         ] {
             assert_eq!(value(&text, series), want as f64, "{series}");

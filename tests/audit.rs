@@ -7,6 +7,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use gatekeeper::audit::{self, AuditConfig, DecisionRecord, FsyncMode};
 use sha2::{Digest, Sha256};
@@ -74,6 +76,14 @@ fn write_log(dir: &Path, key: &Path, n: u64) {
         .unwrap();
         for i in 0..n {
             writer.decision(decision(i)).await.unwrap();
+            // The writer thread seals a closed segment while the next one
+            // fills; one written faster than that would grow past its size.
+            let awaiting = &writer.stats().awaiting_seal;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while awaiting.load(Ordering::Relaxed) > 0 {
+                assert!(Instant::now() < deadline, "a seal took 10 s");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         writer.shutdown().await;
     });

@@ -10,8 +10,10 @@
 //! across segments. A segment is closed once it holds `segment_bytes`, or
 //! once its first record is `segment_max_age` old, by writing its seal,
 //! `segment-<same digits>.seal.json`, and when the writer shuts down; only
-//! the newest segment may be unsealed: the open one while the writer
-//! runs, or after a crash. The oldest segments may be archived off the
+//! the newest segment may be unsealed (the open one while the writer runs,
+//! or after a crash), and while it is, the one before it: the writer
+//! starts the next segment before the closed one's seal is written, and
+//! after a crash the next start writes it. The oldest segments may be archived off the
 //! host and deleted here, their seals staying: see *Archiving*.
 //! `checkpoint.json` vouches for the newest record on disk.
 //! `writer.lock` is locked by the one writer of the log. `rules/<version>/`

@@ -138,6 +138,14 @@ async fn stop_without_seal(audit: AuditHandle, dir: &Path) {
     eventually("the writer to stop", || lock.try_lock().is_ok()).await;
 }
 
+/// Waits until no closed segment waits for its seal: a test that writes
+/// faster than the writer thread seals then sees segments cut at their
+/// size.
+async fn seals_written(audit: &AuditHandle) {
+    let awaiting = &audit.stats().awaiting_seal;
+    eventually("the closed segment's seal", || awaiting.load(Relaxed) == 0).await;
+}
+
 fn append(path: &Path, bytes: &[u8]) {
     fs::OpenOptions::new()
         .append(true)
@@ -727,6 +735,7 @@ async fn seq_and_chain_continue_across_rotation_and_restart() {
         for i in 0..20 {
             let seq = audit.decision(decision(i)).await.unwrap().seq;
             assert_eq!(seq, round * 20 + i + 1);
+            seals_written(&audit).await;
         }
         audit.shutdown().await;
     }
@@ -1054,6 +1063,142 @@ async fn after_a_crash_the_open_segment_goes_on_unsealed() {
     assert_eq!((summary.sealed, summary.records), (0, 3));
 }
 
+/// A log of 8 decisions in segments of a few (2,000 bytes), left by a
+/// crash: its segments, the newest unsealed.
+async fn crashed(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let audit = start(config(dir, FsyncMode::Batch, 2000)).unwrap();
+    for i in 0..8 {
+        audit.decision(decision(i)).await.unwrap();
+        seals_written(&audit).await;
+    }
+    stop_without_seal(audit, dir).await;
+    let segments = chain::segments(dir).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    segments
+}
+
+/// The same, the crash coming after the newest segment was started and
+/// before the seal of the one before it was written: the segments, and
+/// the seal removed.
+async fn crashed_while_sealing(dir: &Path) -> (Vec<(u64, PathBuf)>, serde_json::Value) {
+    let segments = crashed(dir).await;
+    let seal = seal::seal_path(&segments[segments.len() - 2].1);
+    let removed = read_json(&seal);
+    fs::remove_file(seal).unwrap();
+    (segments, removed)
+}
+
+#[tokio::test]
+async fn a_seal_a_crash_left_unwritten_is_written_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path();
+    let (segments, removed) = crashed_while_sealing(log).await;
+    let before = &segments[segments.len() - 2].1;
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(summary.awaiting_seal.as_deref(), Some(before.as_path()));
+    assert_eq!(summary.sealed, segments.len() - 2);
+    assert!(summary.lines()[1].contains("its seal not yet written"));
+
+    let audit = start(config(log, FsyncMode::Batch, 2000)).unwrap();
+    seals_written(&audit).await;
+    let rewritten = read_json(&seal::seal_path(before));
+    for field in [
+        "segment",
+        "first_seq",
+        "last_seq",
+        "records",
+        "min_ts",
+        "max_ts",
+        "prev",
+        "last_hash",
+    ] {
+        assert_eq!(rewritten[field], removed[field], "{field}");
+    }
+    assert_eq!(audit.decision(decision(8)).await.unwrap().seq, 9);
+    audit.shutdown().await;
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(summary.awaiting_seal, None);
+    assert_eq!((summary.sealed, summary.records), (summary.segments, 9));
+}
+
+#[tokio::test]
+async fn an_empty_segment_after_one_awaiting_its_seal_is_dropped_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path();
+    let segments = crashed(log).await;
+    // The crash came after the newest segment was closed and the next one
+    // made, before any record was written to it.
+    let newest = &segments[segments.len() - 1].1;
+    let empty = log.join(chain::segment_name(9));
+    fs::File::create(&empty).unwrap();
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(summary.awaiting_seal.as_deref(), Some(newest.as_path()));
+
+    let audit = start(config(log, FsyncMode::Batch, 2000)).unwrap();
+    assert!(!empty.exists());
+    assert_eq!(audit.decision(decision(8)).await.unwrap().seq, 9);
+    audit.shutdown().await;
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(summary.awaiting_seal, None);
+    assert_eq!((summary.sealed, summary.records), (summary.segments, 9));
+}
+
+#[tokio::test]
+async fn a_seal_that_cannot_be_written_is_tried_again_while_records_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path();
+    // A directory holds the name of the first segment's seal.
+    let blocked = seal::seal_path(&log.join(chain::segment_name(1)));
+    fs::create_dir_all(&blocked).unwrap();
+    let audit = start(config(log, FsyncMode::Batch, 2000)).unwrap();
+    for i in 0..8 {
+        audit.decision(decision(i)).await.unwrap();
+    }
+    let stats = audit.stats();
+    eventually("a failed seal", || {
+        stats.seal_errors_total.load(Relaxed) > 0
+    })
+    .await;
+    assert_eq!(stats.awaiting_seal.load(Relaxed), 1);
+    // The second segment holds the rest, past its size: one segment at a
+    // time waits for its seal.
+    let segments = chain::segments(log).unwrap();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    assert!(fs::metadata(&segments[1].1).unwrap().len() > 2000);
+
+    fs::remove_dir(&blocked).unwrap();
+    seals_written(&audit).await;
+    audit.shutdown().await;
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(
+        (summary.segments, summary.sealed, summary.records),
+        (2, 2, 8)
+    );
+}
+
+#[tokio::test]
+async fn only_the_segment_before_an_open_newest_may_await_its_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path();
+    let (segments, _) = crashed_while_sealing(log).await;
+    let n = segments.len();
+    let (older_seq, older) = &segments[n - 3];
+    fs::remove_file(seal::seal_path(older)).unwrap();
+    verify_fails(log, Kind::MissingSeal, Some(*older_seq), older);
+
+    // A sealed newest segment is not the open one: the one before it has
+    // no seal to wait for.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path();
+    let (segments, _) = crashed_while_sealing(log).await;
+    let audit = start(config(log, FsyncMode::Batch, 1 << 20)).unwrap();
+    seals_written(&audit).await;
+    audit.shutdown().await;
+    let (before_seq, before) = &segments[segments.len() - 2];
+    fs::remove_file(seal::seal_path(before)).unwrap();
+    verify_fails(log, Kind::MissingSeal, Some(*before_seq), before);
+}
+
 /// Verifies the log in `dir`, which must fail with `kind` at `seq` in
 /// `file`.
 fn verify_fails(dir: &Path, kind: Kind, seq: Option<u64>, file: &Path) -> VerifyError {
@@ -1073,6 +1218,7 @@ async fn sealed_segments(dir: &Path, archived: usize) -> Vec<(u64, PathBuf)> {
     let audit = start(config(dir, FsyncMode::Batch, 2000)).unwrap();
     for i in 0..20 {
         audit.decision(decision(i)).await.unwrap();
+        seals_written(&audit).await;
     }
     audit.shutdown().await;
     let segments = chain::segments(dir).unwrap();
@@ -1270,6 +1416,7 @@ async fn full_segments_are_sealed_with_what_they_hold() {
     .unwrap();
     for i in 0..30 {
         audit.decision(decision(i)).await.unwrap();
+        seals_written(&audit).await;
     }
     audit.shutdown().await;
 
@@ -1504,6 +1651,7 @@ async fn transfers(dir: &Path) {
                 })
                 .await;
         }
+        seals_written(&audit).await;
     }
     audit.shutdown().await;
 }

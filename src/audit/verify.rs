@@ -34,6 +34,9 @@ pub struct VerifySummary {
     /// The segments on this host, and how many of them are sealed.
     pub segments: usize,
     pub sealed: usize,
+    /// The segment before the newest, closed and unsealed: its seal was
+    /// being written when this looked, or when the writer stopped.
+    pub awaiting_seal: Option<PathBuf>,
     /// The records read: those of the segments on this host.
     pub records: u64,
     /// The segments before them, archived off the host, that only their
@@ -74,6 +77,12 @@ impl VerifySummary {
             ),
             None => "verified: the log is empty".to_owned(),
         }];
+        if let Some(path) = &self.awaiting_seal {
+            out.push(format!(
+                "{}: closed, its seal not yet written (the writer writes it, or its next start does); the segment after it chains on from its last record",
+                path.display()
+            ));
+        }
         if let Some(a) = &self.archived {
             out.push(format!(
                 "archived: seq 1 to {} in {} segment(s), sealed, not read here: their seals chain from seq 1 to the segments here",
@@ -255,6 +264,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifySummary, VerifyE
         summary: VerifySummary {
             segments: 0,
             sealed: 0,
+            awaiting_seal: None,
             records: 0,
             archived: None,
             last_seq: None,
@@ -297,18 +307,25 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifySummary, VerifyE
             return Err(gone_segment(dir, gone));
         }
         let span = v.segment(path, *first_seq)?;
+        let after = segments.len() - 1 - i;
         match seals.remove(first_seq) {
             Some(seal) => v.seal(&seal, path, *first_seq, &span)?,
-            None if i + 1 < segments.len() => {
+            None if after == 0 => {}
+            // The writer starts the next segment before it writes the seal
+            // of the one it closed; the next segment's first record, read
+            // next, must follow this one's last.
+            None if after == 1 && !seals.contains_key(&segments[i + 1].0) => {
+                v.summary.awaiting_seal = Some(path.clone());
+            }
+            None => {
                 return Err(fault(
                     path,
                     0,
                     Some(*first_seq),
                     Kind::MissingSeal,
-                    "only the newest segment may be unsealed: its seal was removed, or the segment after it was put there",
+                    "only the newest segment, and while the newest is open the one before it, may be unsealed: its seal was removed, or the segments after it were put there",
                 ))
             }
-            None => {}
         }
         newest = Some((path, span.lines));
     }

@@ -16,8 +16,9 @@
 //! does not wait at all). So under contention records are batched as the
 //! writer thread used to batch them. A task writes at most [`MAX_ROUNDS`]
 //! batches before it goes back to its own work and leaves the rest of the
-//! queue to the writer thread. The request that fills a segment seals it,
-//! before others could grow it past its size.
+//! queue to the writer thread. The request that fills a segment closes it,
+//! before others could grow it past its size: the next batch starts the
+//! next segment, and the writer thread seals the closed one (below).
 //!
 //! One worker thread never meets another task mid-write, so the inbox
 //! alone would leave it one `write(2)` per request. A decision's task
@@ -56,17 +57,28 @@
 //! open segment's descriptor and outside the mutex, so requests keep
 //! writing meanwhile; a request that leaves work due before the thread's
 //! next planned wake (the first unsynced record, a completion to retry)
-//! sends it a wake. It seals the open segment once it is full or old, when
-//! no request did, and writes a checkpoint when the last one is old and
-//! records came since. Both first fsync what they vouch for, whatever
+//! sends it a wake. It closes the open segment once it is old, and writes
+//! the seal of a closed segment and, when the last one is old and records
+//! came since, a checkpoint. Both first fsync what they vouch for, whatever
 //! `fsync` says: a seal or checkpoint that outlived its records in a power
 //! cut would accuse an honest log of being cut. They are the only places
 //! that sign, so the cost of a signature is paid once per segment and once
 //! per checkpoint interval, never per record.
 //!
+//! A seal is written outside the mutex, while requests write on into the
+//! next segment: its fsyncs held every request up for milliseconds when
+//! the request that filled the segment wrote it, and for hundreds of them
+//! when another process kept the disk busy (BENCHMARKS.md). So the segment
+//! before the newest may be unsealed for a while, and after a crash until
+//! the next start seals it; `audit verify` accepts that while the newest is
+//! open. One closed segment waits for its seal at a time: while it waits
+//! (a seal that cannot be written is tried again every second), the open
+//! segment grows past its size.
+//!
 //! [`AuditHandle::shutdown`] seals the open segment too, so a log that was
 //! stopped cleanly has every record under a seal; only a crash leaves the
-//! newest segment unsealed, and the next writer appends to it. When every
+//! newest segment unsealed (and perhaps the one before it), and the next
+//! writer appends to it (and seals the one before). When every
 //! handle is dropped without a shutdown (a panic unwinding, say) the writer
 //! fsyncs and checkpoints but leaves the segment open: nobody asked for
 //! the log to be closed.
@@ -167,6 +179,9 @@ pub struct AuditStats {
     /// fsync returned, before any decision it covers is answered.
     pub synced_seq: AtomicU64,
     pub seals_total: AtomicU64,
+    /// Closed segments whose seal is not yet written: 0 or 1, as one
+    /// waits at a time.
+    pub awaiting_seal: AtomicU64,
     pub checkpoints_total: AtomicU64,
     /// Seals and checkpoints that could not be written (they are tried
     /// again; the records they cover are written already).
@@ -607,6 +622,8 @@ struct Writer {
     checkpoint_interval: Duration,
     max_batch: usize,
     log: Log,
+    /// A segment closed once full or old, waiting for its seal.
+    sealing: Option<Sealing>,
     next_seq: u64,
     prev: String,
     buf: Vec<u8>,
@@ -664,6 +681,7 @@ impl Writer {
                 open: None,
                 broken: None,
             },
+            sealing: None,
             next_seq: 1,
             prev: GENESIS.to_owned(),
             buf: Vec::new(),
@@ -678,7 +696,17 @@ impl Writer {
             last_checkpoint: now,
             stats,
         };
-        let segments = chain::segments(&cfg.dir)?;
+        let mut segments = chain::segments(&cfg.dir)?;
+        // A crash between a rotation and the first write to the next
+        // segment leaves that one empty, after one still waiting for its
+        // seal: the empty file goes, and the one before is taken up as the
+        // newest, torn end and all.
+        if let [.., (_, before), (_, newest)] = segments.as_slice() {
+            if !seal::seal_path(before).exists() && newest.metadata()?.len() == 0 {
+                std::fs::remove_file(newest)?;
+                segments.pop();
+            }
+        }
         let Some((newest_seq, newest)) = segments.last() else {
             writer.check_checkpoint()?;
             return Ok(writer);
@@ -735,10 +763,20 @@ impl Writer {
             tracing::warn!(cut_bytes, segment = %newest.display(), "audit log recovered from a torn write");
         }
         if !sealed {
-            // What the last run wrote may still be only in the page cache.
+            // What the last run wrote may still be only in the page cache,
+            // the names of its last segments too.
             file.sync_data()?;
             writer.stats.fsyncs_total.fetch_add(1, Relaxed);
-            let span = read_span(newest, *newest_seq, &writer.prev)?;
+            if writer.log.sync_dir {
+                File::open(&cfg.dir)?.sync_all()?;
+            }
+            let (span, _) = read_span(newest, *newest_seq, &writer.prev)?;
+            if let [.., (before_seq, before), _] = segments.as_slice() {
+                if !seal::seal_path(before).exists() {
+                    let closed = writer.closed_before(*before_seq, before, &span.prev)?;
+                    writer.await_seal(closed);
+                }
+            }
             let age =
                 OffsetDateTime::parse(&span.min_ts, &time::format_description::well_known::Rfc3339)
                     .map_or(Duration::ZERO, |t| {
@@ -757,10 +795,40 @@ impl Writer {
                 len,
                 span,
                 seal_at,
+                named: true,
             });
         }
         writer.mark_synced();
         Ok(writer)
+    }
+
+    /// The segment before the newest, unsealed: closed, and its seal not
+    /// yet written when the last writer stopped. It is taken up again to
+    /// be sealed if it ends with the record the newest segment's first
+    /// follows (`next_prev`); fsynced, as the last run may have left it
+    /// in the page cache.
+    fn closed_before(&self, first_seq: u64, path: &Path, next_prev: &str) -> io::Result<Sealing> {
+        let (span, last) = read_span(path, first_seq, GENESIS)?;
+        let last = last.filter(|last| last.hash == next_prev).ok_or_else(|| {
+            damaged(
+                path,
+                "it has no seal, and the segment after it does not follow its last record",
+            )
+        })?;
+        let file = OpenOptions::new().append(true).open(path)?;
+        file.sync_data()?;
+        self.stats.fsyncs_total.fetch_add(1, Relaxed);
+        Ok(Sealing {
+            // `recover` has fsynced the directory.
+            segment: SegmentSync {
+                file,
+                path: path.to_owned(),
+                named: true,
+            },
+            seal: self.seal_of(&span, last.seq, &last.hash),
+            synced: true,
+            due: Instant::now(),
+        })
     }
 
     /// A log that ends before the seq its checkpoint vouches for was cut
@@ -797,10 +865,14 @@ impl Writer {
         if self.fsync != FsyncMode::Never || shutdown {
             self.sync_now();
         }
-        if shutdown {
+        // With the closed segment unsealed, the open one stays open too:
+        // only the segment before the newest may wait for its seal, and
+        // the next start writes that seal.
+        if self.seal_closed_now() && shutdown {
             // Every record sealed: the next start opens a new segment, as
             // after a rotation. Only a crash leaves a segment open.
-            self.seal();
+            self.close();
+            self.seal_closed_now();
         }
         self.final_checkpoint();
         self.stats
@@ -815,12 +887,12 @@ impl Writer {
         let sync = (self.fsync == FsyncMode::Batch && self.dirty)
             .then(|| self.last_sync + self.batch_interval);
         let retry = (!self.retry.is_empty()).then(|| self.last_failure + RETRY_AFTER);
-        let seal = self
-            .log
-            .open
-            .as_ref()
-            .filter(|seg| seg.span.records > 0)
-            .map(|seg| seg.seal_at);
+        let seal = match &self.sealing {
+            Some(sealing) => Some(sealing.due),
+            None => (self.log.open.as_ref())
+                .filter(|seg| seg.span.records > 0)
+                .map(|seg| seg.seal_at),
+        };
         let checkpoint = (self.next_seq - 1 > self.checkpointed_seq)
             .then(|| self.last_checkpoint + self.checkpoint_interval);
         [sync, retry, seal, checkpoint].into_iter().flatten().min()
@@ -857,39 +929,50 @@ impl Writer {
         if !self.retry.is_empty() && self.last_failure.elapsed() >= RETRY_AFTER {
             let _ = self.commit(&mut Vec::new());
         }
-        // A seal fsyncs first, under the mutex, so the batch fsync after
-        // it is then not due.
         self.seal_if_due();
+        let now = Instant::now();
+        let seal = match (self.sealing.as_ref())
+            .filter(|s| now >= s.due)
+            .map(|s| self.seal_work(s))
+        {
+            Some(Ok(work)) => Some(work),
+            Some(Err(e)) => {
+                self.sealed(false);
+                self.fail(&e);
+                None
+            }
+            None => None,
+        };
         let seq = self.next_seq - 1;
         let checkpoint = seq > self.checkpointed_seq
             && self.last_checkpoint.elapsed() >= self.checkpoint_interval;
         let sync = (checkpoint || self.fsync == FsyncMode::Batch)
             && self.synced_seq < seq
             && (checkpoint || self.last_sync.elapsed() >= self.batch_interval);
-        if !checkpoint && !sync {
+        if !checkpoint && !sync && seal.is_none() {
             return None;
         }
         if checkpoint {
-            self.last_checkpoint = Instant::now();
+            self.last_checkpoint = now;
         }
         let mut work = Background {
+            seal,
             sync: None,
             seq,
             checkpoint: None,
         };
         if sync {
             self.dirty = false;
-            self.last_sync = Instant::now();
-            // With no segment open (after a failure) there is nothing to
-            // sync: the next good write's fsync covers the file's earlier
-            // writes too. A checkpoint waits for that.
-            let seg = self.log.open.as_ref()?;
-            match seg.file.try_clone() {
-                Ok(file) => work.sync = Some(file),
-                Err(e) => {
-                    self.fail(&e);
-                    return None;
-                }
+            self.last_sync = now;
+            // With no segment open (after a failure, or a close) there is
+            // nothing to sync here: the next good write's fsync covers the
+            // file's earlier writes too, and a closed segment's records
+            // are fsynced before its seal. A checkpoint waits for either.
+            let open = self.log.open.as_ref();
+            match open.map(|seg| SegmentSync::of(&seg.file, &seg.path, seg.named)) {
+                Some(Ok(sync)) => work.sync = Some(sync),
+                Some(Err(e)) => self.fail(&e),
+                None => {}
             }
         }
         if checkpoint {
@@ -905,11 +988,28 @@ impl Writer {
     /// The end of a batch-mode fsync of the segment that held `seq`. A
     /// failed write since cut back only records after `seq`, so they are
     /// on disk whatever happened meanwhile.
-    fn batch_synced(&mut self, seq: u64, synced: io::Result<()>) {
+    ///
+    /// The segment may have been closed meanwhile; if it was not, and the
+    /// closed one before it is not on disk yet, the records up to `seq`
+    /// are not all on disk either.
+    fn batch_synced(&mut self, seq: u64, path: &Path, synced: io::Result<()>) {
         match synced {
             Ok(()) => {
                 self.stats.fsyncs_total.fetch_add(1, Relaxed);
-                self.synced_to(seq);
+                let segments = (self.log.open.iter_mut()).chain(self.log.broken.iter_mut());
+                let named = (segments.map(|seg| (&seg.path, &mut seg.named))).chain(
+                    self.sealing
+                        .iter_mut()
+                        .map(|s| (&s.segment.path, &mut s.segment.named)),
+                );
+                for (_, named) in named.filter(|(p, _)| *p == path) {
+                    *named = true;
+                }
+                let covered =
+                    (self.sealing.as_ref()).is_none_or(|s| s.synced || seq <= s.seal.last_seq);
+                if covered {
+                    self.synced_to(seq);
+                }
             }
             Err(e) => self.fail(&e),
         }
@@ -921,9 +1021,8 @@ impl Writer {
         batch: &mut Vec<(Unchained, Reply)>,
     ) -> Result<Option<Written>, AuditUnavailable> {
         let written = self.commit(batch);
-        // The thread would seal a full segment too, but only once it ran:
-        // requests meanwhile would grow the segment past its size. Once
-        // per segment, the request that filled it pays for the seal.
+        // The thread would close a full segment too, but only once it ran:
+        // requests meanwhile would grow the segment past its size.
         self.seal_if_due();
         written
     }
@@ -1014,7 +1113,7 @@ impl Writer {
         // In batch mode the writer thread fsyncs, without the mutex.
         let sync = self.fsync == FsyncMode::Always;
         if sync {
-            seg.file.sync_data()?;
+            seg.sync()?;
             self.stats.fsyncs_total.fetch_add(1, Relaxed);
         }
         let was_full = seg.len >= self.segment_bytes;
@@ -1038,8 +1137,14 @@ impl Writer {
     /// segment open (after a failure) there is nothing to sync now: the
     /// next good batch's fsync covers the file's earlier writes too.
     fn sync_now(&mut self) -> bool {
-        let synced = match &self.log.open {
-            Some(seg) => match seg.file.sync_data() {
+        // The closed segment first: the open one's records follow its.
+        if let Some(sealing) = self.sealing.as_ref().filter(|s| !s.synced) {
+            let synced = sealing.segment.run();
+            self.closed_synced(synced);
+        }
+        let closed_synced = self.sealing.as_ref().is_none_or(|s| s.synced);
+        let synced = match &mut self.log.open {
+            Some(seg) if closed_synced => match seg.sync() {
                 Ok(()) => {
                     self.stats.fsyncs_total.fetch_add(1, Relaxed);
                     true
@@ -1049,7 +1154,9 @@ impl Writer {
                     false
                 }
             },
-            None => false,
+            // Every record is in the closed segment or sealed ones.
+            None => closed_synced && self.log.broken.is_none(),
+            Some(_) => false,
         };
         if synced {
             self.mark_synced();
@@ -1081,50 +1188,141 @@ impl Writer {
         self.synced_seq == self.next_seq - 1 || self.sync_now()
     }
 
-    /// Closes the open segment with its seal once it is full or old. A
-    /// segment whose seal cannot be written stays open, and sealing is
-    /// tried again after a while.
+    /// Closes the open segment once it is full or old, unless another
+    /// still waits for its seal: then the open one grows on until that
+    /// seal is written, as one whose seal cannot be written did when seals
+    /// were written here.
     fn seal_if_due(&mut self) {
-        let now = Instant::now();
-        let due = self
-            .log
-            .open
-            .as_ref()
-            .is_some_and(|seg| seg.span.records > 0 && now >= seg.seal_at);
-        if due && !self.seal() {
-            if let Some(seg) = &mut self.log.open {
-                seg.seal_at = now + RETRY_AFTER;
+        let due = self.sealing.is_none()
+            && (self.log.open.as_ref()).is_some_and(|seg| Instant::now() >= seg.seal_at);
+        if due {
+            self.close();
+        }
+    }
+
+    /// Closes the open segment, unless it holds no record: the next batch
+    /// opens the next segment, named by its first seq, and the writer
+    /// thread fsyncs this one and writes its seal outside the mutex
+    /// (`on_timer`). A seal's fsyncs and signature held every request up
+    /// for milliseconds when the request that filled the segment wrote it,
+    /// and for as long as the disk took when it was busy.
+    fn close(&mut self) {
+        let Some(seg) = (self.log.open).take_if(|seg| seg.span.records > 0) else {
+            return;
+        };
+        let last_seq = self.next_seq - 1;
+        let seal = self.seal_of(&seg.span, last_seq, &self.prev);
+        self.await_seal(Sealing {
+            segment: SegmentSync {
+                file: seg.file,
+                path: seg.path,
+                named: seg.named,
+            },
+            seal,
+            // With `fsync = "always"` every batch was fsynced.
+            synced: self.synced_seq == last_seq,
+            due: Instant::now(),
+        });
+    }
+
+    fn await_seal(&mut self, sealing: Sealing) {
+        self.sealing = Some(sealing);
+        self.stats.awaiting_seal.store(1, Relaxed);
+    }
+
+    /// What the seal of a segment of `span`, ending with record `last_seq`
+    /// of hash `last_hash`, says, but for when it is signed.
+    fn seal_of(&self, span: &Span, last_seq: u64, last_hash: &str) -> Seal {
+        Seal {
+            instance: self.instance.clone(),
+            segment: chain::segment_name(span.first_seq),
+            first_seq: span.first_seq,
+            last_seq,
+            records: span.records,
+            min_ts: span.min_ts.clone(),
+            max_ts: span.max_ts.clone(),
+            prev: span.prev.clone(),
+            last_hash: last_hash.to_owned(),
+            sealed_at: String::new(),
+            key_id: self.key_id(),
+        }
+    }
+
+    /// The seal of the closed segment, signed now, and a descriptor of
+    /// the segment to fsync first.
+    fn seal_work(&self, sealing: &Sealing) -> io::Result<SealWork> {
+        let segment = &sealing.segment;
+        Ok(SealWork {
+            sync: SegmentSync::of(&segment.file, &segment.path, segment.named)?,
+            publish: Publish {
+                path: seal::seal_path(&segment.path),
+                statement: Statement::Seal(Seal {
+                    sealed_at: timestamp(OffsetDateTime::now_utc()),
+                    ..sealing.seal.clone()
+                }),
+                signer: self.signer.clone(),
+            },
+        })
+    }
+
+    /// The end of the closed segment's fsync.
+    fn closed_synced(&mut self, synced: io::Result<()>) {
+        let Some(sealing) = &mut self.sealing else {
+            return;
+        };
+        let last_seq = sealing.seal.last_seq;
+        match synced {
+            Ok(()) => {
+                sealing.synced = true;
+                self.stats.fsyncs_total.fetch_add(1, Relaxed);
+                // The segments before it were sealed, so fsynced, already.
+                self.synced_to(last_seq);
+            }
+            Err(e) => {
+                sealing.due = Instant::now() + RETRY_AFTER;
+                self.fail(&e);
             }
         }
     }
 
-    /// Seals the open segment, unless it holds no record, and closes it:
-    /// the next batch opens the next segment, named by its first seq.
-    /// Whether it was sealed.
-    fn seal(&mut self) -> bool {
-        let Some(seg) = self.log.open.as_ref().filter(|seg| seg.span.records > 0) else {
-            return false;
-        };
-        let path = seal::seal_path(&seg.path);
-        let statement = Statement::Seal(Seal {
-            instance: self.instance.clone(),
-            segment: chain::segment_name(seg.span.first_seq),
-            first_seq: seg.span.first_seq,
-            last_seq: self.next_seq - 1,
-            records: seg.span.records,
-            min_ts: seg.span.min_ts.clone(),
-            max_ts: seg.span.max_ts.clone(),
-            prev: seg.span.prev.clone(),
-            last_hash: self.prev.clone(),
-            sealed_at: timestamp(OffsetDateTime::now_utc()),
-            key_id: self.key_id(),
-        });
-        let sealed = self.all_synced() && self.publish(&path, &statement);
-        if sealed {
+    /// The end of the closed segment's seal: done, or to be tried again
+    /// after a while.
+    fn sealed(&mut self, published: bool) {
+        if published {
             self.stats.seals_total.fetch_add(1, Relaxed);
-            self.log.open = None;
+            self.stats.awaiting_seal.store(0, Relaxed);
+            self.sealing = None;
+        } else if let Some(sealing) = &mut self.sealing {
+            sealing.due = Instant::now() + RETRY_AFTER;
         }
-        sealed
+    }
+
+    /// Fsyncs the closed segment if need be and writes its seal, here and
+    /// now (when the writer stops). Whether no segment is left waiting.
+    fn seal_closed_now(&mut self) -> bool {
+        let Some(sealing) = &self.sealing else {
+            return true;
+        };
+        if !sealing.synced {
+            let synced = sealing.segment.run();
+            self.closed_synced(synced);
+        }
+        let work = match self
+            .sealing
+            .as_ref()
+            .filter(|s| s.synced)
+            .map(|s| self.seal_work(s))
+        {
+            Some(Ok(work)) => work,
+            Some(Err(e)) => {
+                self.fail(&e);
+                return false;
+            }
+            None => return false,
+        };
+        let published = self.publish(&work.publish.path, &work.publish.statement);
+        self.sealed(published);
+        published
     }
 
     /// Writes a last checkpoint, when records came since the last one.
@@ -1265,8 +1463,10 @@ fn publish(
 
 /// What the writer thread does outside the mutex (see `on_timer`).
 struct Background {
-    /// A duplicate of the open segment's descriptor, to fsync.
-    sync: Option<File>,
+    /// The closed segment's fsync and seal.
+    seal: Option<SealWork>,
+    /// The open segment, to fsync.
+    sync: Option<SegmentSync>,
     /// The last record written when this was planned.
     seq: u64,
     /// A checkpoint vouching for `seq`, once it is on disk.
@@ -1279,18 +1479,54 @@ struct Publish {
     signer: Option<Arc<Signer>>,
 }
 
+/// A closed segment, waiting for its seal. The segment after it is open
+/// meanwhile: `audit verify` accepts the segment before the newest
+/// unsealed, since a crash can leave it so, and the next start seals it.
+struct Sealing {
+    /// The segment, to fsync before the seal vouches for it.
+    segment: SegmentSync,
+    /// What the seal says, but for `sealed_at`: when it is signed.
+    seal: Seal,
+    /// Whether its records are on disk.
+    synced: bool,
+    /// When the writer thread is to write the seal (again).
+    due: Instant,
+}
+
+/// A seal to write: the segment's descriptor to fsync, then the seal.
+struct SealWork {
+    sync: SegmentSync,
+    publish: Publish,
+}
+
 /// Does what is due on the clock; `None` when the log is gone (a panic
 /// poisoned it).
 fn tick(log: &Shared) -> Option<()> {
     let mut guard = lock(&log.log)?;
     if let Some(work) = guard.as_mut()?.on_timer() {
         drop(guard);
-        let synced = work.sync.as_ref().map(File::sync_data);
+        // The closed segment first: the open one's records follow its.
+        let closed = work.seal.as_ref().map(|seal| seal.sync.run());
+        let synced = work.sync.as_ref().map(SegmentSync::run);
         guard = lock(&log.log)?;
         let writer = guard.as_mut()?;
-        if let Some(synced) = synced {
-            writer.batch_synced(work.seq, synced);
+        if let Some(closed) = closed {
+            writer.closed_synced(closed);
         }
+        if let Some((sync, synced)) = work.sync.zip(synced) {
+            writer.batch_synced(work.seq, &sync.path, synced);
+        }
+        if let Some(seal) =
+            (work.seal).filter(|_| writer.sealing.as_ref().is_some_and(|s| s.synced))
+        {
+            let stats = writer.stats.clone();
+            drop(guard);
+            let p = &seal.publish;
+            let published = publish(&p.path, &p.statement, p.signer.as_deref(), &stats);
+            guard = lock(&log.log)?;
+            guard.as_mut()?.sealed(published);
+        }
+        let writer = guard.as_mut()?;
         // A failed fsync leaves the checkpoint to the next interval.
         if let Some(cp) = work.checkpoint.filter(|_| writer.synced_seq >= work.seq) {
             let stats = writer.stats.clone();
@@ -1388,6 +1624,53 @@ struct Segment {
     span: Span,
     /// When it is to be sealed: once old (or now, once full).
     seal_at: Instant,
+    /// Whether its name is on disk: the directory was fsynced since it
+    /// was made, or need not be (`fsync = "never"`).
+    named: bool,
+}
+
+impl Segment {
+    /// fsyncs it here and now (see [`SegmentSync`]).
+    fn sync(&mut self) -> io::Result<()> {
+        sync_segment(&self.file, &self.path, self.named)?;
+        self.named = true;
+        Ok(())
+    }
+}
+
+/// A segment to fsync: its data, and first the directory unless its name
+/// is on disk already. A new segment's directory fsync is left to the
+/// first fsync that vouches for its records: made where the segment is
+/// made, it held up the request that started it for as long as the seal
+/// of the segment before (fsyncing meanwhile) took.
+struct SegmentSync {
+    file: File,
+    path: PathBuf,
+    named: bool,
+}
+
+impl SegmentSync {
+    fn of(file: &File, path: &Path, named: bool) -> io::Result<SegmentSync> {
+        Ok(SegmentSync {
+            file: file.try_clone()?,
+            path: path.to_owned(),
+            named,
+        })
+    }
+
+    fn run(&self) -> io::Result<()> {
+        sync_segment(&self.file, &self.path, self.named)
+    }
+}
+
+fn sync_segment(file: &File, path: &Path, named: bool) -> io::Result<()> {
+    if !named {
+        let dir = path
+            .parent()
+            .expect("a segment lies in the log's directory");
+        File::open(dir)?.sync_all()?;
+    }
+    file.sync_data()
 }
 
 /// What a segment's seal will say about it; grows with each good batch.
@@ -1427,8 +1710,8 @@ impl Span {
 
 struct Log {
     dir: PathBuf,
-    /// fsync the directory after creating a segment, so the new file's name
-    /// is as durable as its contents.
+    /// fsync the directory before a new segment's first fsync, so that the
+    /// file's name is as durable as its contents.
     sync_dir: bool,
     /// `segment_max_age`.
     max_age: Duration,
@@ -1468,15 +1751,13 @@ impl Log {
                 format!("{} exists and is not empty", path.display()),
             ));
         }
-        if self.sync_dir {
-            File::open(&self.dir)?.sync_all()?;
-        }
         Ok(Segment {
             file,
             path,
             len: 0,
             span: Span::new(first_seq, prev),
             seal_at: Instant::now() + self.max_age,
+            named: !self.sync_dir,
         })
     }
 
@@ -1586,8 +1867,8 @@ fn read_tail(file: &File, path: &Path) -> io::Result<Tail> {
 
 /// The span of a segment that recovery found unsealed, read through: every
 /// record must match its hash and follow the one before. `prev` is where
-/// the chain ends, for a segment without records.
-fn read_span(path: &Path, first_seq: u64, prev: &str) -> io::Result<Span> {
+/// the chain ends, for a segment without records. Also its last record.
+fn read_span(path: &Path, first_seq: u64, prev: &str) -> io::Result<(Span, Option<Link>)> {
     let mut span = Span::new(first_seq, prev);
     let mut last: Option<Link> = None;
     for (i, line) in BufReader::new(File::open(path)?).split(b'\n').enumerate() {
@@ -1613,7 +1894,7 @@ fn read_span(path: &Path, first_seq: u64, prev: &str) -> io::Result<Span> {
         span.add(std::iter::once(link.ts.as_str()));
         last = Some(link);
     }
-    Ok(span)
+    Ok((span, last))
 }
 
 fn damaged(path: &Path, why: &str) -> io::Error {
