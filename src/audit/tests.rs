@@ -1088,6 +1088,16 @@ async fn crashed_while_sealing(dir: &Path) -> (Vec<(u64, PathBuf)>, serde_json::
     (segments, removed)
 }
 
+/// The writer started on a log of `crashed` goes on at seq 9, and its
+/// shutdown leaves every segment sealed.
+async fn goes_on_sealed(audit: AuditHandle, log: &Path) {
+    assert_eq!(audit.decision(decision(8)).await.unwrap().seq, 9);
+    audit.shutdown().await;
+    let summary = verify_chain(log).unwrap();
+    assert_eq!(summary.awaiting_seal, None);
+    assert_eq!((summary.sealed, summary.records), (summary.segments, 9));
+}
+
 #[tokio::test]
 async fn a_seal_a_crash_left_unwritten_is_written_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -1114,11 +1124,7 @@ async fn a_seal_a_crash_left_unwritten_is_written_by_the_next_start() {
     ] {
         assert_eq!(rewritten[field], removed[field], "{field}");
     }
-    assert_eq!(audit.decision(decision(8)).await.unwrap().seq, 9);
-    audit.shutdown().await;
-    let summary = verify_chain(log).unwrap();
-    assert_eq!(summary.awaiting_seal, None);
-    assert_eq!((summary.sealed, summary.records), (summary.segments, 9));
+    goes_on_sealed(audit, log).await;
 }
 
 #[tokio::test]
@@ -1136,11 +1142,7 @@ async fn an_empty_segment_after_one_awaiting_its_seal_is_dropped_on_start() {
 
     let audit = start(config(log, FsyncMode::Batch, 2000)).unwrap();
     assert!(!empty.exists());
-    assert_eq!(audit.decision(decision(8)).await.unwrap().seq, 9);
-    audit.shutdown().await;
-    let summary = verify_chain(log).unwrap();
-    assert_eq!(summary.awaiting_seal, None);
-    assert_eq!((summary.sealed, summary.records), (summary.segments, 9));
+    goes_on_sealed(audit, log).await;
 }
 
 #[tokio::test]
