@@ -1248,12 +1248,14 @@ impl Writer {
         }
     }
 
-    /// The seal of the closed segment, signed now, and a descriptor of
-    /// the segment to fsync first.
+    /// The seal of the closed segment, signed now, and the segment to
+    /// fsync first unless that is done.
     fn seal_work(&self, sealing: &Sealing) -> io::Result<SealWork> {
         let segment = &sealing.segment;
+        let sync =
+            (!sealing.synced).then(|| SegmentSync::of(&segment.file, &segment.path, segment.named));
         Ok(SealWork {
-            sync: SegmentSync::of(&segment.file, &segment.path, segment.named)?,
+            sync: sync.transpose()?,
             publish: Publish {
                 path: seal::seal_path(&segment.path),
                 statement: Statement::Seal(Seal {
@@ -1493,9 +1495,10 @@ struct Sealing {
     due: Instant,
 }
 
-/// A seal to write: the segment's descriptor to fsync, then the seal.
+/// A seal to write: the segment to fsync, unless that is done, then the
+/// seal.
 struct SealWork {
-    sync: SegmentSync,
+    sync: Option<SegmentSync>,
     publish: Publish,
 }
 
@@ -1506,7 +1509,9 @@ fn tick(log: &Shared) -> Option<()> {
     if let Some(work) = guard.as_mut()?.on_timer() {
         drop(guard);
         // The closed segment first: the open one's records follow its.
-        let closed = work.seal.as_ref().map(|seal| seal.sync.run());
+        let closed = (work.seal.as_ref())
+            .and_then(|seal| seal.sync.as_ref())
+            .map(SegmentSync::run);
         let synced = work.sync.as_ref().map(SegmentSync::run);
         guard = lock(&log.log)?;
         let writer = guard.as_mut()?;
