@@ -2,7 +2,7 @@
 # What segment rotation costs the requests: load.sh's closed loop (4 KiB
 # GETs, wrk -c64, the gate on core 1 with one worker) with 4 MiB audit
 # segments, so that a segment is closed and sealed every ~0.1 s instead of
-# every ~1.5 s; with DD=1, while dd writes 1.5 GB to the audit log's disk,
+# every ~1.3 s at 40k requests/s; with DD=1, while dd writes 1.5 GB to the audit log's disk,
 # as a backup or a log shipper would.
 #   OUT=/tmp/gk-load.XXXX bash benches/load/seals.sh BIN...   # OUT from a load.sh run with KEEP=1
 # Runs the binaries alternately, ROUNDS (3) times, and prints for each run
