@@ -1131,11 +1131,12 @@ impl Writer {
         Ok(())
     }
 
-    /// An fsync outside a batch (timer, seal, checkpoint, shutdown), and
+    /// An fsync outside a batch, when the writer stops (before its last
+    /// seal and checkpoint): the closed segment's, then the open one's; and
     /// whether it covered every record written. The records it covers have
     /// been answered already, so a failure can only be counted. With no
-    /// segment open (after a failure) there is nothing to sync now: the
-    /// next good batch's fsync covers the file's earlier writes too.
+    /// segment open after a failure there is nothing to sync now: the next
+    /// good batch's fsync covers the file's earlier writes too.
     fn sync_now(&mut self) -> bool {
         // The closed segment first: the open one's records follow its.
         if let Some(sealing) = self.sealing.as_ref().filter(|s| !s.synced) {
